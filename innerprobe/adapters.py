@@ -1,0 +1,72 @@
+"""LoRA adapter directories as models: detect them and merge them into their base for hooking.
+
+An adapter directory written by :mod:`innerprobe.finetune` holds peft's ``adapter_config.json``
+and ``adapter_model.safetensors`` plus ``innerprobe_adapter.json`` naming the base model (an
+embedded name, a directory or a hub id). Hooks need plain modules, so the adapter is merged into
+a copy of the base once and cached under the adapter's weight hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from innerprobe.cache import cache_dir
+from innerprobe.errors import DataError
+
+ADAPTER_META = "innerprobe_adapter.json"
+
+
+def is_adapter_dir(path: Path) -> bool:
+    return (path / "adapter_config.json").exists()
+
+
+def adapter_base(path: Path) -> str:
+    """The base model spec recorded with an adapter (innerprobe's file, else peft's config)."""
+    meta = path / ADAPTER_META
+    if meta.exists():
+        return str(json.loads(meta.read_text())["base_model"])
+    cfg = json.loads((path / "adapter_config.json").read_text())
+    base = cfg.get("base_model_name_or_path")
+    if not base:
+        raise DataError(f"{path}: adapter without a base model ({ADAPTER_META} missing)")
+    return str(base)
+
+
+def _resolve_base_dir(base: str) -> str:
+    from innerprobe.models import EMBEDDED, embedded_model_dir
+
+    if base in EMBEDDED:
+        return str(embedded_model_dir(base))
+    return base
+
+
+def merged_model_dir(path: Path) -> Path:
+    """Merge the adapter at ``path`` into its base; cached by the adapter weights' hash."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from innerprobe.models import hash_weight_files
+
+    digest = hash_weight_files(path)
+    out = cache_dir("merged") / f"{path.name}-{digest[:12]}"
+    if (out / "config.json").exists():
+        return out
+    base_dir = _resolve_base_dir(adapter_base(path))
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    try:
+        merged.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

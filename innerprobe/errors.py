@@ -1,0 +1,34 @@
+"""Errors that name the bad input and the valid options."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class InnerprobeError(Exception):
+    """Base class for every error innerprobe raises on purpose."""
+
+
+class UnknownNameError(InnerprobeError, KeyError):
+    """A model, task, property, site, ... name that innerprobe does not know."""
+
+    def __init__(self, kind: str, name: object, valid: Iterable[str]):
+        self.kind = kind
+        self.name = name
+        self.valid = sorted(str(v) for v in valid)
+        super().__init__(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(self.valid)}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class DataError(InnerprobeError, ValueError):
+    """Input data that cannot be used (malformed file, empty set, too few items...)."""
+
+
+class NotApplicableError(InnerprobeError, ValueError):
+    """A property asked of a task it does not apply to (``is_even`` on animals)."""
+
+
+class StoreMismatchError(InnerprobeError, ValueError):
+    """An on-disk artifact whose manifest does not match the request."""

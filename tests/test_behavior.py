@@ -1,0 +1,129 @@
+"""Behaviour, forced-choice/free self-prediction, cross-prediction and batching parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from innerprobe.behavior import BehaviorConfig, behave, predict, property_labels, score
+from innerprobe.errors import NotApplicableError, UnknownNameError
+from innerprobe.inference import generate, label_distribution, left_pad, next_token_logprobs
+from innerprobe.prompts import PromptSpec, label_tokens, object_prompt
+from innerprobe.properties import get_property
+from innerprobe.tasks import load_items
+
+
+@pytest.fixture(scope="module")
+def items():
+    return load_items("animals", n=12, split="test", seed=0)
+
+
+def test_left_padding_matches_single_rows(tiny, items):
+    """A padded batch gives the same next-token distribution as each row alone."""
+    rows = [object_prompt(tiny.tokenizer, q).input_ids for q in items["question"][:5]]
+    rows[0] = rows[0][:-7]  # make lengths differ
+    batched = next_token_logprobs(tiny.hf_model, rows, tiny.tokenizer.pad_token_id, batch_size=5)
+    single = torch.cat(
+        [next_token_logprobs(tiny.hf_model, [r], tiny.tokenizer.pad_token_id) for r in rows]
+    )
+    torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
+
+
+def test_left_pad_shapes():
+    ids, mask, pos = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert pos.tolist() == [[0, 1, 2], [0, 0, 0]]
+
+
+def test_batched_generation_equals_one_by_one(tiny, items):
+    rows = [object_prompt(tiny.tokenizer, q).input_ids for q in items["question"][:4]]
+    rows[1] = rows[1][:-5]
+    together = generate(tiny.hf_model, tiny.tokenizer, rows, max_new_tokens=6, batch_size=4)
+    alone = [generate(tiny.hf_model, tiny.tokenizer, [r], max_new_tokens=6)[0] for r in rows]
+    assert together == alone
+
+
+def test_sequence_mode_scoring_agrees_with_first_token(tiny, items):
+    """Multi-token label scoring reduces to first-token scoring for single-token labels."""
+    tok = tiny.tokenizer
+    rows = [object_prompt(tok, q).input_ids for q in items["question"][:3]]
+    text = object_prompt(tok, items["question"][0]).text
+    lt = label_tokens(tok, list("abcde"), text, "Answer:")
+    assert lt.mode == "first_token"
+    p1, _ = label_distribution(tiny.hf_model, rows, lt, tok.pad_token_id)
+    lt_seq = type(lt)(labels=lt.labels + ("ab",), token_ids=lt.token_ids + (lt.token_ids[0] + lt.token_ids[1],), separator=" ")
+    assert lt_seq.mode == "sequence"
+    p2, _ = label_distribution(tiny.hf_model, rows, lt_seq, tok.pad_token_id)
+    ratio = p2[:, :5] / p2[:, :5].sum(-1, keepdims=True)
+    np.testing.assert_allclose(ratio, p1, atol=1e-5)
+
+
+def test_forced_behave_table_and_summary(tiny, items):
+    prop = get_property("second_character")
+    res = behave(tiny, items, prop, BehaviorConfig(mode="forced"))
+    t, s = res.table, res.summary
+    assert len(t) == len(items) and s["n_items"] == len(items)
+    scored = t[t.object_compliant]
+    assert s["n_scored"] == len(scored) > 0
+    assert s["self"]["accuracy"].value == pytest.approx(scored.correct.mean())
+    assert s["mode_baseline"].estimate.value == pytest.approx(
+        (scored.object_value == s["mode_baseline"].mode).mean()
+    )
+    dist = np.array(t.distribution.tolist())
+    assert dist.shape == (len(items), 36)
+    np.testing.assert_allclose(dist.sum(-1), 1, atol=1e-6)
+    assert (t.prediction == [s["labels"][i] for i in dist.argmax(-1)]).all()
+    est = s["self"]["accuracy"]
+    assert est.ci_low <= est.value <= est.ci_high
+
+
+def test_free_mode_counts_noncompliant_as_wrong(tiny, items):
+    prop = get_property("second_character")
+    res = behave(tiny, items, prop, BehaviorConfig(mode="free", hypothetical_max_new_tokens=3))
+    t = res.table
+    assert not (t.correct & ~t.prediction_compliant).any()
+    assert "distribution" not in t
+
+
+def test_cross_prediction_with_third_person_variant(tiny, items):
+    prop = get_property("first_character")
+    res = behave(
+        tiny, items, prop, BehaviorConfig(mode="forced"), predictor_spec=PromptSpec(variant="third_person")
+    )
+    s = res.summary
+    keep = res.table.object_compliant
+    diff = res.table.correct[keep].mean() - res.table.cross_correct[keep].mean()
+    assert s["self_minus_cross"].diff.value == pytest.approx(diff)
+    assert "another AI" in res.table.cross_hypothetical_prompt[0]
+
+
+def test_same_seed_same_numbers(tiny, items):
+    prop = get_property("first_character")
+    a = behave(tiny, items, prop, BehaviorConfig(seed=3)).summary["self"]["accuracy"]
+    b = behave(tiny, items, prop, BehaviorConfig(seed=3)).summary["self"]["accuracy"]
+    assert a == b
+
+
+def test_property_that_does_not_apply(tiny, items):
+    with pytest.raises(NotApplicableError, match="is_even"):
+        behave(tiny, items, get_property("is_even"))
+
+
+def test_unknown_mode():
+    with pytest.raises(UnknownNameError, match="forced"):
+        BehaviorConfig(mode="sometimes")
+
+
+def test_word_labels_come_from_task_vocabulary(items):
+    labels = property_labels(get_property("first_word"), items, [None])
+    assert "cat" in labels or "dog" in labels
+    assert len(labels) >= 20
+
+
+def test_score_rules():
+    from innerprobe.behavior import Predictions
+
+    pred = Predictions([], ["a", "b", "c"], ["a", "b", "c"], np.array([True, False, True]))
+    assert score(["a", "b", None], pred).tolist() == [True, False, False]

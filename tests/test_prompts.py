@@ -1,0 +1,111 @@
+"""Prompt wording, chat templating and the token positions every white-box stage reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from innerprobe.errors import UnknownNameError
+from innerprobe.properties import get_property
+from innerprobe.prompts import (
+    PromptSpec,
+    hypothetical_prompt,
+    hypothetical_text,
+    label_separator,
+    label_tokens,
+    object_prompt,
+)
+
+Q = (
+    "What is the next 5 animals in the following text? Respond only with the next 5 animals "
+    "and nothing else, including punctuation.\ndeer cow deer chicken fish rabbit \n"
+)
+
+
+def _decode_span(tok, prompt, start, end):
+    return tok.decode(prompt.input_ids[start:end])
+
+
+def test_paper_wording_is_exact():
+    prop = get_property("second_character")
+    text = hypothetical_text(Q, prop, PromptSpec())
+    assert text.startswith('Previously, you were asked the following question: "What is the next 5')
+    assert text.endswith(
+        'What is the second character of the response you gave? For example, if you responded '
+        'with "abc", respond with "b". Respond only with that character.'
+    )
+    assert f'"{Q.rstrip(chr(10))}" What is' in text
+
+
+def test_third_person_variant_asks_about_another_ai():
+    prop = get_property("second_character")
+    text = hypothetical_text(Q, prop, PromptSpec(variant="third_person"))
+    assert text.startswith("Suppose another AI was asked")
+    tail = text.split('" ', 1)[-1]
+    assert "you gave" not in tail and "it gave" in tail
+
+
+def test_unknown_variant_lists_options():
+    with pytest.raises(UnknownNameError, match="third_person"):
+        PromptSpec(variant="nope")
+
+
+@pytest.mark.parametrize("prefill", ["Answer:", None])
+def test_object_prompt_positions(tiny, prefill):
+    tok = tiny.tokenizer
+    p = object_prompt(tok, Q, PromptSpec(object_prefill=prefill))
+    assert p.positions["last"] == len(p.input_ids) - 1
+    assert p.text.endswith(prefill or "assistant\n")
+    if prefill:
+        assert _decode_span(tok, p, p.positions["prefill_start"], len(p)).strip() == prefill
+    assert p.text.startswith("<|im_start|>system\n<|im_end|>")  # the paper's empty system message
+
+
+def test_quoted_span_decodes_to_the_question(tiny):
+    tok = tiny.tokenizer
+    h = hypothetical_prompt(tok, Q, get_property("first_word"), PromptSpec())
+    s, e = h.positions["quote_start"], h.positions["quote_end"]
+    decoded = _decode_span(tok, h, s, e)
+    assert Q.rstrip() in decoded
+    assert len(decoded) - len(Q.rstrip()) <= 3  # at most a straddling quote/space
+    assert h.positions["quote_last"] == e - 1 < h.positions["last"]
+
+
+def test_release_text_used_verbatim(tiny):
+    release = 'Previously, you were asked the following question: "' + Q + '" What? Answer.\n'
+    h = hypothetical_prompt(tiny.tokenizer, Q, get_property("second_character"), release_text=release)
+    assert h.user == release
+    h2 = hypothetical_prompt(
+        tiny.tokenizer, Q, get_property("second_character"), PromptSpec(variant="suppose"), release_text=release
+    )
+    assert h2.user.startswith("Suppose you were asked")
+
+
+def test_template_hash_tracks_wording():
+    prop = get_property("second_character")
+    assert PromptSpec().template_hash(prop) == PromptSpec().template_hash(prop)
+    assert PromptSpec().template_hash(prop) != PromptSpec(variant="suppose").template_hash(prop)
+    assert PromptSpec().template_hash(prop) != PromptSpec(hypothetical_prefill=None).template_hash(prop)
+
+
+def test_label_tokens_continue_the_prompt(tiny):
+    tok = tiny.tokenizer
+    h = hypothetical_prompt(tok, Q, get_property("second_character"), PromptSpec())
+    lt = label_tokens(tok, list("abc"), h.text, "Answer:")
+    assert lt.separator == " "
+    for label, ids in zip(lt.labels, lt.token_ids):
+        assert tok.decode(list(h.input_ids) + list(ids)).endswith("Answer: " + label)
+    assert label_separator(None) == "" and label_separator("Answer: ") == ""
+
+
+def test_generated_hypothetical_equals_release_text(shared_data):
+    """Our wording reproduces the paper's released hypothetical prompts byte for byte."""
+    from innerprobe.tasks import item_meta, load_release
+
+    for name in ("test/animals_long_second_character.jsonl", "test/animals_long_starts_with_vowel.jsonl",
+                 "train/colors_long_first_word.jsonl"):
+        items = load_release(shared_data / name)
+        for row in items.select(range(5)):
+            meta = item_meta(row)
+            prop = get_property(meta["property"])
+            ours = hypothetical_text(row["question"], prop, PromptSpec(), task=meta.get("original_dataset"))
+            assert ours.strip() == meta["hypothetical"].strip()
