@@ -215,5 +215,9 @@ def models() -> None:
     out_console.print(table)
 
 
+from innerprobe.commands import register_all  # noqa: E402
+
+register_all(app)
+
 if __name__ == "__main__":  # pragma: no cover
     app()
