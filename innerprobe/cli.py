@@ -39,6 +39,13 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
     )
     for noisy in ("httpx", "urllib3", "filelock", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:  # transformers' own weight-loading bars would interleave with ours
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
 
 
 class Bars:
@@ -178,14 +185,15 @@ def behave(
 @app.command()
 def tasks() -> None:
     """List the built-in task generators."""
-    from innerprobe.tasks import list_tasks
+    from innerprobe.tasks import get_task, list_tasks
 
     table = Table(title="tasks")
-    for col in ("name", "kind", "vocabulary", "object prompt"):
+    for col in ("name", "kind", "vocabulary", "items", "object prompt"):
         table.add_column(col)
-    for t in list_tasks():
+    for t in map(get_task, list_tasks()):
         vocab = f"{len(t.vocabulary)} words" if t.vocabulary else "–"
-        table.add_row(t.name, t.kind, vocab, t.template.replace("\n", "⏎")[:70])
+        source = "generated" if t.can_generate else "release/loader"
+        table.add_row(t.name, t.kind, vocab, source, t.template.replace("\n", "⏎")[:60])
     out_console.print(table)
 
 
