@@ -326,6 +326,16 @@ def behave(
             "nothing to predict"
         )
     labels = property_labels(prop, items, obj.values) if config.mode == "forced" else []
+    # Forced choice can only output a label: an object value outside the label set (a space as
+    # "second character" of "1 deer") is unreachable for every predictor and for a fair
+    # baseline, so such items are dropped from scoring and counted.
+    outside = np.array([v is not None and v not in labels for v in obj.values]) if labels else np.zeros(len(items), bool)
+    keep = keep & ~outside
+    if not keep.any():
+        raise DataError(
+            f"no scorable items for {prop.name!r}: {int(outside.sum())} object values lie outside "
+            f"the label set {labels[:8]}..."
+        )
     self_pred = predict(model, items, prop, labels, config, bar("self-prediction", len(items)))
     self_correct = score(obj.values, self_pred)
     metas = [item_meta(r) for r in items]
@@ -341,6 +351,7 @@ def behave(
             "object_value": obj.values,
             "object_compliant": obj.compliant,
             "skipped_too_long": obj.skipped_too_long,
+            "scored": keep,
             **_prediction_columns("", self_pred, self_correct),
         }
     )
@@ -349,8 +360,11 @@ def behave(
         "n_scored": int(keep.sum()),
         "n_object_noncompliant": int((~obj.compliant & ~obj.skipped_too_long).sum()),
         "n_skipped_too_long": int(obj.skipped_too_long.sum()),
+        "n_value_outside_labels": int(outside.sum()),
         "object_compliance": stats.accuracy(obj.compliant, seed=config.seed),
-        "mode_baseline": stats.mode_baseline([v for v in obj.values if v is not None], seed=config.seed),
+        "mode_baseline": stats.mode_baseline(
+            [v for v, k in zip(obj.values, keep) if k], seed=config.seed
+        ),
         "self": _summarise_predictor(self_pred, self_correct, keep, config.seed),
         "labels": list(labels),
     }

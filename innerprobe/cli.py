@@ -91,6 +91,7 @@ def _summary_table(summary: dict[str, Any], title: str) -> Table:
         ("items (scored / total)", f"{summary['n_scored']} / {summary['n_items']}"),
         ("object non-compliant (dropped)", str(summary["n_object_noncompliant"])),
         ("skipped: over context length", str(summary["n_skipped_too_long"])),
+        ("dropped: object value not a label", str(summary.get("n_value_outside_labels", 0))),
         ("object compliance", _fmt(summary["object_compliance"])),
         ("mode baseline" + (f" ({mb.mode!r})" if mb.mode is not None else ""), _fmt(mb.estimate)),
         ("self-prediction accuracy", _fmt(summary["self"]["accuracy"])),

@@ -144,6 +144,33 @@ def continuation_logprobs(
     return out
 
 
+def label_logprobs(
+    hf_model: Any,
+    rows: Sequence[Sequence[int]],
+    labels: LabelTokens,
+    pad_id: int,
+    *,
+    batch_size: int = 16,
+) -> Float[np.ndarray, "n n_labels"]:
+    """log p(label continuation | prompt) for every row and label, sharing prefixes.
+
+    Labels are scored through a prefix trie: one forward per *distinct proper prefix* of the
+    label token sequences, not one per label. Single-token labels need only the prompt itself;
+    labels such as SmolLM2's " 7" (a space token, then the digit) add one forward for the shared
+    space prefix, whatever the number of digits.
+    """
+    prefixes = sorted({ids[:k] for ids in labels.token_ids for k in range(len(ids))}, key=len)
+    where = {p: i for i, p in enumerate(prefixes)}
+    flat = [list(r) + list(p) for r in rows for p in prefixes]
+    lp = next_token_logprobs(hf_model, flat, pad_id, batch_size=batch_size)
+    lp = lp.view(len(rows), len(prefixes), -1).double().numpy()
+    out = np.zeros((len(rows), len(labels.labels)))
+    for j, ids in enumerate(labels.token_ids):
+        for k, tok in enumerate(ids):
+            out[:, j] += lp[:, where[ids[:k]], tok]
+    return out
+
+
 def label_distribution(
     hf_model: Any,
     rows: Sequence[Sequence[int]],
@@ -155,20 +182,10 @@ def label_distribution(
     """Forced choice: the model's distribution over ``labels`` after each prompt.
 
     Returns ``(probs, label_mass)``: ``probs`` renormalised over the labels (rows sum to 1),
-    and ``label_mass``, the probability the unrestricted model puts on the label set (first-token
-    mode; in sequence mode the summed continuation probability), a check of how forced the
-    choice was.
+    and ``label_mass``, the total probability the unrestricted model puts on the label
+    continuations, a check of how forced the choice was.
     """
-    if labels.mode == "first_token":
-        lp = next_token_logprobs(hf_model, rows, pad_id, batch_size=batch_size)
-        scores = lp[:, labels.first_ids].double().numpy()
-    else:
-        k = len(labels.labels)
-        prefixes = [r for r in rows for _ in range(k)]
-        conts = [c for _ in rows for c in labels.token_ids]
-        scores = continuation_logprobs(
-            hf_model, prefixes, conts, pad_id, batch_size=batch_size
-        ).reshape(len(rows), k)
+    scores = label_logprobs(hf_model, rows, labels, pad_id, batch_size=batch_size)
     mass = np.exp(scores).sum(-1)
     probs = np.exp(scores - scores.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)

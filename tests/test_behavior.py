@@ -65,7 +65,7 @@ def test_forced_behave_table_and_summary(tiny, items):
     res = behave(tiny, items, prop, BehaviorConfig(mode="forced"))
     t, s = res.table, res.summary
     assert len(t) == len(items) and s["n_items"] == len(items)
-    scored = t[t.object_compliant]
+    scored = t[t.scored]
     assert s["n_scored"] == len(scored) > 0
     assert s["self"]["accuracy"].value == pytest.approx(scored.correct.mean())
     assert s["mode_baseline"].estimate.value == pytest.approx(
@@ -93,7 +93,7 @@ def test_cross_prediction_with_third_person_variant(tiny, items):
         tiny, items, prop, BehaviorConfig(mode="forced"), predictor_spec=PromptSpec(variant="third_person")
     )
     s = res.summary
-    keep = res.table.object_compliant
+    keep = res.table.scored
     diff = res.table.correct[keep].mean() - res.table.cross_correct[keep].mean()
     assert s["self_minus_cross"].diff.value == pytest.approx(diff)
     assert "another AI" in res.table.cross_hypothetical_prompt[0]
@@ -127,3 +127,19 @@ def test_score_rules():
 
     pred = Predictions([], ["a", "b", "c"], ["a", "b", "c"], np.array([True, False, True]))
     assert score(["a", "b", None], pred).tolist() == [True, False, False]
+
+
+def test_prefix_trie_scoring_equals_brute_force(tiny, items):
+    """Shared-prefix label scoring equals scoring each full continuation separately."""
+    from innerprobe.inference import continuation_logprobs, label_logprobs
+    from innerprobe.prompts import LabelTokens
+
+    tok = tiny.tokenizer
+    rows = [object_prompt(tok, q).input_ids for q in items["question"][:3]]
+    lt = LabelTokens(labels=("x", "xy", "xz", "w"), token_ids=((5,), (5, 9), (5, 11, 3), (7,)), separator="")
+    fast = label_logprobs(tiny.hf_model, rows, lt, tok.pad_token_id)
+    brute = continuation_logprobs(
+        tiny.hf_model, [r for r in rows for _ in lt.labels], [c for _ in rows for c in lt.token_ids],
+        tok.pad_token_id,
+    ).reshape(3, 4)
+    np.testing.assert_allclose(fast, brute, atol=1e-4)

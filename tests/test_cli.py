@@ -23,7 +23,7 @@ def test_behave_writes_parquet_and_summary(tmp_path, tiny):
     assert r.exit_code == 0, r.output
     table = pd.read_parquet(out / "behavior.parquet")
     summary = json.loads((out / "summary.json").read_text())
-    scored = table[table.object_compliant]
+    scored = table[table.scored]
     assert summary["self"]["accuracy"]["value"] == pytest.approx(scored.correct.mean())
     assert summary["cross"]["accuracy"]["value"] == pytest.approx(scored.cross_correct.mean())
     prov = summary["provenance"]

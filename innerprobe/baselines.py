@@ -1,0 +1,319 @@
+"""Controls for self-prediction accuracy: the mode baseline, a text-only predictor, cross-prediction.
+
+A self-prediction accuracy means little alone:
+
+* **Mode baseline** — always answer the model's most common property value.
+* **Text-only predictor** — logistic regression on TF-IDF features of the object prompt's item
+  string (e.g. the list of animals), trained on the same behaviour data and scored on the same
+  test items. It has no access to the model's internals; if it matches a finetuned model's
+  "self-prediction", the finetuned model may simply have learnt input→behaviour.
+* **Cross-prediction** — another model M2 trained on M1's behaviour (same data, same size)
+  predicting M1. Self − cross on *held-out* tasks, with a paired bootstrap over items, is the
+  paper's evidence for privileged access.
+
+Also here: the behaviour-shift test (Binder et al. §3.4): finetune M1 further on another model's
+object-level answers only, then ask whether its self-predictions follow its new behaviour or its
+old one on the items where the two differ.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from datasets import Dataset
+
+from innerprobe import stats
+from innerprobe.behavior import BehaviorConfig, behave, elicit_object, predict, property_labels
+from innerprobe.errors import DataError
+from innerprobe.models import LoadedModel
+from innerprobe.properties import Property
+from innerprobe.tasks import item_meta
+
+log = logging.getLogger(__name__)
+
+
+def item_strings(items: Dataset | Sequence[str]) -> list[str]:
+    """The item string of each object prompt (the animals list, the number sequence...)."""
+    if isinstance(items, Dataset):
+        return [str(item_meta(r).get("string") or r["question"]) for r in items]
+    return [str(s) for s in items]
+
+
+@dataclass
+class TextBaseline:
+    """Logistic regression on TF-IDF word (and digit) features of the item string.
+
+    ``fit(train_items, train_labels).score(test_items, test_labels)`` returns the accuracy with a
+    bootstrap CI over test items. With one training class it predicts that class.
+    """
+
+    c: float = 1.0
+    seed: int = 0
+    _pipe: Any = field(default=None, init=False, repr=False)
+    _constant: str | None = field(default=None, init=False, repr=False)
+
+    def fit(self, items: Dataset | Sequence[str], labels: Sequence[str]) -> TextBaseline:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        x = item_strings(items)
+        if len(x) != len(labels) or not x:
+            raise DataError(f"text baseline: {len(x)} items but {len(labels)} labels")
+        if len(set(labels)) == 1:
+            self._constant = str(labels[0])
+            return self
+        self._pipe = make_pipeline(
+            TfidfVectorizer(token_pattern=r"(?u)\b\w+\b", lowercase=True),
+            LogisticRegression(C=self.c, max_iter=2000, random_state=self.seed),
+        )
+        self._pipe.fit(x, list(labels))
+        return self
+
+    def predict(self, items: Dataset | Sequence[str]) -> list[str]:
+        x = item_strings(items)
+        if self._constant is not None:
+            return [self._constant] * len(x)
+        if self._pipe is None:
+            raise DataError("text baseline: call fit() first")
+        return [str(v) for v in self._pipe.predict(x)]
+
+    def score(self, items: Dataset | Sequence[str], labels: Sequence[str | None]) -> stats.Estimate:
+        """Accuracy on items with a label (``None`` labels — non-compliant items — are dropped)."""
+        keep = [i for i, v in enumerate(labels) if v is not None]
+        if not keep:
+            raise DataError("text baseline: no labelled test items")
+        x = item_strings(items)
+        pred = self.predict([x[i] for i in keep])
+        return stats.accuracy(np.array([p == labels[i] for p, i in zip(pred, keep)]), seed=self.seed)
+
+
+# --------------------------------------------------------------------------- self vs cross
+
+
+@dataclass
+class Comparison:
+    """Self vs cross vs baselines on one (task, property)."""
+
+    task: str
+    property: str
+    self_acc: stats.Estimate
+    cross_acc: stats.Estimate
+    diff: stats.PairedDiff
+    mode: stats.ModeBaseline
+    text: stats.Estimate | None
+    calibration_mad: float | None = None
+    table: pd.DataFrame | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "property": self.property,
+            "n": self.self_acc.n,
+            "self": self.self_acc.value,
+            "self_ci": (self.self_acc.ci_low, self.self_acc.ci_high),
+            "cross": self.cross_acc.value,
+            "cross_ci": (self.cross_acc.ci_low, self.cross_acc.ci_high),
+            "self_minus_cross": self.diff.diff.value,
+            "diff_ci": (self.diff.diff.ci_low, self.diff.diff.ci_high),
+            "p_value": self.diff.p_value,
+            "mode": self.mode.estimate.value,
+            "text": self.text.value if self.text else None,
+            "calibration_mad": self.calibration_mad,
+        }
+
+
+def compare_self_cross(
+    m1: LoadedModel,
+    m2: LoadedModel,
+    test_items: Dataset,
+    prop: Property,
+    config: BehaviorConfig = BehaviorConfig(),
+    *,
+    text_train_items: Dataset | None = None,
+) -> Comparison:
+    """M1 predicting itself vs M2 predicting M1 on ``test_items``, beside mode and text baselines.
+
+    ``text_train_items``: items whose M1 object behaviour trains the text baseline (e.g. the
+    train split of the same task); None skips it.
+    """
+    res = behave(m1, test_items, prop, config, predictor=m2)
+    s = res.summary
+    text = None
+    if text_train_items is not None:
+        tr = elicit_object(m1, text_train_items, prop, config)
+        keep = [i for i, v in enumerate(tr.values) if v is not None]
+        if keep:
+            tb = TextBaseline(seed=config.seed).fit(
+                [item_strings(text_train_items)[i] for i in keep], [tr.values[i] for i in keep]
+            )
+            text = tb.score(test_items, list(res.table["object_value"]))
+    return Comparison(
+        task=",".join(sorted(set(test_items["task"]))),
+        property=prop.name,
+        self_acc=s["self"]["accuracy"],
+        cross_acc=s["cross"]["accuracy"],
+        diff=s["self_minus_cross"],
+        mode=s["mode_baseline"],
+        text=text,
+        calibration_mad=s.get("calibration_mad"),
+        table=res.table,
+    )
+
+
+def comparisons_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
+    """Per-(task, property) table of self, cross, their paired difference and the baselines."""
+    return pd.DataFrame([c.row() for c in comparisons])
+
+
+def pooled_self_cross(comparisons: Sequence[Comparison], seed: int = 0) -> stats.PairedDiff:
+    """Self − cross pooled over all scored items of all comparisons (paired bootstrap)."""
+    a, b = [], []
+    for c in comparisons:
+        t = c.table
+        if t is None:
+            continue
+        keep = t["object_compliant"].to_numpy(bool)
+        a.append(t["correct"].to_numpy(float)[keep])
+        b.append(t["cross_correct"].to_numpy(float)[keep])
+    if not a:
+        raise DataError("no comparisons with tables to pool")
+    return stats.paired_bootstrap_diff(np.concatenate(a), np.concatenate(b), seed=seed)
+
+
+# --------------------------------------------------------------------------- behaviour shift
+
+
+@dataclass
+class ShiftResult:
+    """Does the shifted model predict its new behaviour or its old one?
+
+    Over items where the shifted model's object-level property differs from the original's:
+    ``predicts_new`` and ``predicts_old`` are the shares of its self-predictions matching each,
+    ``diff`` their paired difference (new − old).
+    """
+
+    n_items: int
+    n_changed: int
+    predicts_new: stats.Estimate | None
+    predicts_old: stats.Estimate | None
+    diff: stats.PairedDiff | None
+    adapter_dir: Path | None = None
+    table: pd.DataFrame | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_items": self.n_items,
+            "n_changed": self.n_changed,
+            "predicts_new": self.predicts_new,
+            "predicts_old": self.predicts_old,
+            "new_minus_old": self.diff.diff if self.diff else None,
+            "p_value": self.diff.p_value if self.diff else None,
+            "adapter_dir": str(self.adapter_dir) if self.adapter_dir else None,
+        }
+
+
+def object_answer_data(teacher: LoadedModel, items: Dataset, prop: Property, config: BehaviorConfig) -> Dataset:
+    """Chat rows O(P) → ``teacher``'s cleaned object answer (compliant items only)."""
+    from innerprobe.training_data import assistant_text
+
+    obj = elicit_object(teacher, items, prop, config)
+    prefill = config.spec.object_prefill
+    rows = []
+    for row, p, cleaned, ok in zip(items, obj.prompts, obj.cleaned, obj.compliant):
+        if not ok or not cleaned:
+            continue
+        rows.append(
+            {
+                "messages": [
+                    {"role": "system", "content": config.spec.system or ""},
+                    {"role": "user", "content": p.user},
+                    {"role": "assistant", "content": assistant_text(cleaned, prefill)},
+                ],
+                "prompt": p.user,
+                "completion": cleaned,
+                "task": row["task"],
+                "property": prop.name,
+                "item_id": row["id"],
+                "prefill": prefill or "",
+            }
+        )
+    if not rows:
+        raise DataError(f"teacher {teacher.name} gave no compliant object answers to train on")
+    return Dataset.from_list(rows)
+
+
+def behaviour_shift(
+    model: LoadedModel,
+    teacher: LoadedModel,
+    train_items: Dataset,
+    eval_items: Dataset,
+    prop: Property,
+    out_dir: str | Path,
+    finetune_config: Any = None,
+    config: BehaviorConfig = BehaviorConfig(),
+) -> ShiftResult:
+    """Finetune ``model`` on ``teacher``'s object answers, then test self-prediction of the shift.
+
+    1. old behaviour: ``model``'s greedy object property on ``eval_items``;
+    2. train ``model`` (LoRA) on O(P) → teacher answer for ``train_items`` (object level only:
+       no hypothetical is ever trained);
+    3. new behaviour and self-predictions of the shifted model on ``eval_items``;
+    4. on items where new ≠ old (both compliant): share of predictions equal to new vs old.
+    """
+    from innerprobe.finetune import FinetuneConfig, finetune
+    from innerprobe.models import load_model
+
+    fcfg = finetune_config or FinetuneConfig()
+    old = elicit_object(model, eval_items, prop, config)
+    data = object_answer_data(teacher, train_items, prop, config)
+    run = finetune(model, data, out_dir, fcfg)
+    shifted = load_model(Path(out_dir), device=str(model.device))
+    new = elicit_object(shifted, eval_items, prop, config)
+    labels = property_labels(prop, eval_items, list(old.values) + list(new.values))
+    pred = predict(shifted, eval_items, prop, labels, config)
+    changed = np.array(
+        [o is not None and n is not None and o != n for o, n in zip(old.values, new.values)]
+    )
+    table = pd.DataFrame(
+        {
+            "id": eval_items["id"],
+            "old_value": old.values,
+            "new_value": new.values,
+            "prediction": pred.cleaned,
+            "changed": changed,
+        }
+    )
+    k = int(changed.sum())
+    if k == 0:
+        log.warning("behaviour shift: no item changed its object-level %s", prop.name)
+        return ShiftResult(len(eval_items), 0, None, None, None, run.out_dir, table)
+    hit_new = (table["prediction"] == table["new_value"]).to_numpy(float)[changed]
+    hit_old = (table["prediction"] == table["old_value"]).to_numpy(float)[changed]
+    return ShiftResult(
+        n_items=len(eval_items),
+        n_changed=k,
+        predicts_new=stats.accuracy(hit_new.astype(bool), seed=config.seed),
+        predicts_old=stats.accuracy(hit_old.astype(bool), seed=config.seed),
+        diff=stats.paired_bootstrap_diff(hit_new, hit_old, seed=config.seed),
+        adapter_dir=run.out_dir,
+        table=table,
+    )
+
+
+__all__ = [
+    "TextBaseline",
+    "Comparison",
+    "compare_self_cross",
+    "comparisons_frame",
+    "pooled_self_cross",
+    "ShiftResult",
+    "behaviour_shift",
+    "object_answer_data",
+]

@@ -1,0 +1,343 @@
+"""Minimal pairs for patching, built from the model's own behaviour.
+
+A minimal pair (P_A, P_B) differs in one sequence word: word ``i`` of P_A is replaced by another
+vocabulary word of the *same token length in context*, so that O(P_A) and O(P_B) (and H(P_A),
+H(P_B)) tokenise to the same length and every position lines up. Candidates of unequal token
+length are excluded and counted.
+
+Which pairs are informative depends on what *this* model answers, so answers are measured, not
+assumed: the object-level answer is the model's forced choice over the task vocabulary at the
+first token after the prefill (``Answer:``). A pair is kept as
+
+* a **property pair** when the two answers differ *and* their property values differ (e.g.
+  second characters ``"i"`` vs ``"o"``): patching its H run asks where the self-prediction's
+  property is decided;
+* a **control pair** when the answers differ but the property value is the same: patching its O
+  run still moves the answer, but nothing about the property should move.
+
+A **logit-difference gap filter** drops pairs whose clean and corrupt runs barely differ on the
+metric (normalised recovery divides by that gap). With ``gap_rule="both_runs"`` each run must
+prefer its own label by more than ``min_gap`` (``ld_A > min_gap`` and ``-ld_B > min_gap``); with
+``"difference"`` only ``ld_A - ld_B > min_gap`` is needed. Every exclusion is counted by reason
+in :class:`PairSet`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from innerprobe.errors import DataError
+from innerprobe.inference import label_distribution, next_token_logprobs
+from innerprobe.prompts import Prompt, PromptSpec, hypothetical_prompt, label_tokens, object_prompt
+from innerprobe.properties import Property, get_property
+from innerprobe.tasks import TASKS, item_meta, load_items
+
+log = logging.getLogger(__name__)
+
+GapRule = Literal["both_runs", "difference"]
+EXCLUSION_REASONS = (
+    "not_sequence",
+    "unequal_length",
+    "same_answer",
+    "same_first_token",
+    "no_property_value",
+    "small_o_gap",
+    "small_h_gap",
+    "unequal_h_length",
+)
+
+
+@dataclass
+class MinimalPair:
+    """Two prompts that differ in one same-length word, with the model's answers and metrics.
+
+    ``o_tokens`` / ``h_tokens``: ``(a, b)`` first token of A's and B's answer (O) or property
+    label (H); the metric is ``logit[a] - logit[b]``. ``o_ld`` / ``h_ld``: that metric in the A
+    and B runs. Control pairs have no H metric (same label): ``h_tokens`` is ``None``.
+    """
+
+    item_id: str
+    kind: Literal["property", "control"]
+    word_index: int
+    word_a: str
+    word_b: str
+    o_a: Prompt
+    o_b: Prompt
+    h_a: Prompt
+    h_b: Prompt
+    answer_a: str
+    answer_b: str
+    value_a: str
+    value_b: str
+    o_tokens: tuple[int, int]
+    o_ld: tuple[float, float]
+    h_tokens: tuple[int, int] | None = None
+    h_ld: tuple[float, float] | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "kind": self.kind,
+            "word_index": self.word_index,
+            "word_a": self.word_a,
+            "word_b": self.word_b,
+            "answer_a": self.answer_a,
+            "answer_b": self.answer_b,
+            "value_a": self.value_a,
+            "value_b": self.value_b,
+            "o_len": len(self.o_a),
+            "h_len": len(self.h_a),
+            "o_ld_a": self.o_ld[0],
+            "o_ld_b": self.o_ld[1],
+            "h_ld_a": self.h_ld[0] if self.h_ld else np.nan,
+            "h_ld_b": self.h_ld[1] if self.h_ld else np.nan,
+        }
+
+
+@dataclass
+class PairSet:
+    """Property pairs, control pairs and the count excluded for each reason."""
+
+    task: str
+    property: str
+    pairs: list[MinimalPair]
+    controls: list[MinimalPair]
+    excluded: dict[str, int] = field(default_factory=dict)
+    n_candidates: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def o_inputs(self, which: Literal["pairs", "controls"] = "pairs") -> tuple[list, list]:
+        """``(pairs of token ids, metric tokens)`` for patching the object-level prompts."""
+        src = self.pairs if which == "pairs" else self.controls
+        return [(p.o_a.input_ids, p.o_b.input_ids) for p in src], [p.o_tokens for p in src]
+
+    def h_inputs(self) -> tuple[list, list]:
+        """``(pairs of token ids, metric tokens)`` for patching the hypothetical prompts."""
+        return [(p.h_a.input_ids, p.h_b.input_ids) for p in self.pairs], [
+            p.h_tokens for p in self.pairs
+        ]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        return pd.DataFrame([p.record() for p in self.pairs + self.controls])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "property": self.property,
+            "n_pairs": len(self.pairs),
+            "n_controls": len(self.controls),
+            "n_candidates": self.n_candidates,
+            "excluded": dict(self.excluded),
+            "settings": self.settings,
+        }
+
+
+def replace_word(question: str, string: str, index: int, new: str) -> tuple[str, str]:
+    """Replace word ``index`` of the sequence ``string`` inside ``question``; return (q, old)."""
+    words = string.split()
+    if not -len(words) <= index < len(words):
+        raise DataError(f"word index {index} outside a sequence of {len(words)} words")
+    old = words[index]
+    words[index] = new
+    new_string = " ".join(words) + (" " if string.endswith(" ") else "")
+    if string not in question:
+        raise DataError("the item's sequence string is not inside its question")
+    return question.replace(string, new_string, 1), old
+
+
+@dataclass
+class _Candidate:
+    item_id: str
+    index: int
+    word_a: str
+    word_b: str
+    o_a: Prompt
+    o_b: Prompt
+    question_a: str
+    question_b: str
+
+
+def _candidates(
+    tokenizer: Any,
+    items: Any,
+    vocabulary: Sequence[str],
+    spec: PromptSpec,
+    word_index: int,
+    per_item: int,
+    rng: np.random.Generator,
+    excluded: Counter,
+) -> list[_Candidate]:
+    out = []
+    for row in items:
+        meta = item_meta(row)
+        if meta.get("kind") != "sequence" or not meta.get("string"):
+            excluded["not_sequence"] += 1
+            continue
+        string = meta["string"]
+        o_a = object_prompt(tokenizer, row["question"], spec)
+        old = string.split()[word_index]
+        found = 0
+        for w in rng.permutation([v for v in vocabulary if v != old]):
+            q_b, _ = replace_word(row["question"], string, word_index, str(w))
+            o_b = object_prompt(tokenizer, q_b, spec)
+            if len(o_b) != len(o_a):
+                excluded["unequal_length"] += 1
+                continue
+            out.append(_Candidate(row["id"], word_index, old, str(w), o_a, o_b, row["question"], q_b))
+            found += 1
+            if found >= per_item:
+                break
+    return out
+
+
+def _forced_answers(model: Any, prompts: Sequence[Prompt], vocabulary: Sequence[str], spec: PromptSpec, batch_size: int) -> tuple[list[str], list[int]]:
+    tok = model.tokenizer
+    labels = label_tokens(tok, list(vocabulary), prompts[0].text, spec.object_prefill)
+    probs, _ = label_distribution(
+        model.hf_model, [p.input_ids for p in prompts], labels, tok.pad_token_id, batch_size=batch_size
+    )
+    idx = probs.argmax(-1)
+    return [vocabulary[i] for i in idx], [labels.first_ids[i] for i in idx]
+
+
+def _logit_diffs(model: Any, prompts: Sequence[Prompt], tokens: Sequence[tuple[int, int]], batch_size: int) -> np.ndarray:
+    """``logit[a] - logit[b]`` at the last position (log-prob difference: same normaliser)."""
+    lp = next_token_logprobs(
+        model.hf_model, [p.input_ids for p in prompts], model.tokenizer.pad_token_id, batch_size=batch_size
+    )
+    a = np.array([t[0] for t in tokens])
+    b = np.array([t[1] for t in tokens])
+    rows = np.arange(len(prompts))
+    return (lp[rows, a] - lp[rows, b]).double().numpy()
+
+
+def _passes(ld_a: float, ld_b: float, min_gap: float, rule: GapRule) -> bool:
+    if rule == "both_runs":
+        return ld_a > min_gap and -ld_b > min_gap
+    return ld_a - ld_b > min_gap
+
+
+def build_pairs(
+    model: Any,
+    task: str = "animals",
+    prop: str | Property = "second_character",
+    *,
+    n_pairs: int = 16,
+    n_items: int = 200,
+    split: str = "test",
+    word_index: int = -1,
+    per_item: int = 3,
+    min_gap: float = 1.0,
+    gap_rule: GapRule = "difference",
+    spec: PromptSpec = PromptSpec(),
+    seed: int = 0,
+    batch_size: int = 16,
+    n_controls: int | None = None,
+    items: Any = None,
+) -> PairSet:
+    """Build up to ``n_pairs`` property pairs (and up to ``n_controls`` control pairs).
+
+    Args:
+        task: a sequence task (``animals``, ``colors``...; see ``TASKS``).
+        prop: the property of the answer the hypothetical asks about.
+        n_items: items drawn from ``split``; ``per_item`` replacement words tried per item.
+        word_index: which sequence word is replaced (``-1``: the last).
+        min_gap, gap_rule: the logit-difference gap filter (see the module docstring).
+
+    Raises:
+        DataError: no property pair survives the filters (the counts are in the message).
+    """
+    if task not in TASKS or TASKS[task].vocabulary is None:
+        valid = [k for k, t in TASKS.items() if t.vocabulary]
+        raise DataError(f"task {task!r} has no vocabulary for symmetric replacement; valid: {valid}")
+    prop = get_property(prop) if isinstance(prop, str) else prop
+    vocab = list(TASKS[task].vocabulary)
+    tok = model.tokenizer
+    rng = np.random.default_rng(seed)
+    excluded: Counter = Counter()
+    items = items if items is not None else load_items(task, n=n_items, split=split, seed=seed)
+    cands = _candidates(tok, items, vocab, spec, word_index, per_item, rng, excluded)
+    if not cands:
+        raise DataError(f"no candidate pairs: excluded {dict(excluded)}")
+    prompts = [c.o_a for c in cands] + [c.o_b for c in cands]
+    answers, first = _forced_answers(model, prompts, vocab, spec, batch_size)
+    n = len(cands)
+    kept: list[tuple[_Candidate, str, str, str, str, tuple[int, int]]] = []
+    for i, c in enumerate(cands):
+        ans_a, ans_b = answers[i], answers[n + i]
+        if ans_a == ans_b:
+            excluded["same_answer"] += 1
+            continue
+        if first[i] == first[n + i]:
+            excluded["same_first_token"] += 1
+            continue
+        va, vb = prop.extract(ans_a), prop.extract(ans_b)
+        if va is None or vb is None:
+            excluded["no_property_value"] += 1
+            continue
+        kept.append((c, ans_a, ans_b, va, vb, (first[i], first[n + i])))
+    if not kept:
+        raise DataError(f"no pair changes the model's answer; excluded {dict(excluded)}")
+    o_toks = [k[5] for k in kept]
+    ld_a = _logit_diffs(model, [k[0].o_a for k in kept], o_toks, batch_size)
+    ld_b = _logit_diffs(model, [k[0].o_b for k in kept], o_toks, batch_size)
+    pairs: list[MinimalPair] = []
+    controls: list[MinimalPair] = []
+    h_todo: list[MinimalPair] = []
+    for j, (c, ans_a, ans_b, va, vb, ot) in enumerate(kept):
+        if not _passes(float(ld_a[j]), float(ld_b[j]), min_gap, gap_rule):
+            excluded["small_o_gap"] += 1
+            continue
+        h_a = hypothetical_prompt(tok, c.question_a, prop, spec, task=task)
+        h_b = hypothetical_prompt(tok, c.question_b, prop, spec, task=task)
+        mp = MinimalPair(
+            c.item_id, "property" if va != vb else "control", c.index, c.word_a, c.word_b,
+            c.o_a, c.o_b, h_a, h_b, ans_a, ans_b, va, vb, ot, (float(ld_a[j]), float(ld_b[j])),
+        )
+        if va == vb:
+            controls.append(mp)
+        elif len(h_a) != len(h_b):
+            excluded["unequal_h_length"] += 1
+        else:
+            h_todo.append(mp)
+    if h_todo:
+        labels = prop.labels(vocab)
+        lt = label_tokens(tok, labels, h_todo[0].h_a.text, spec.hypothetical_prefill)
+        first_of = dict(zip(labels, lt.first_ids))
+        bad = [mp for mp in h_todo if mp.value_a not in first_of or mp.value_b not in first_of]
+        excluded["no_property_value"] += len(bad)
+        h_todo = [mp for mp in h_todo if mp not in bad]
+        h_toks = [(first_of[mp.value_a], first_of[mp.value_b]) for mp in h_todo]
+        if h_todo:
+            ha = _logit_diffs(model, [mp.h_a for mp in h_todo], h_toks, batch_size)
+            hb = _logit_diffs(model, [mp.h_b for mp in h_todo], h_toks, batch_size)
+            for mp, t, x, y in zip(h_todo, h_toks, ha, hb):
+                mp.h_tokens, mp.h_ld = t, (float(x), float(y))
+                if _passes(float(x), float(y), min_gap, gap_rule):
+                    pairs.append(mp)
+                else:
+                    excluded["small_h_gap"] += 1
+    settings = {
+        "n_items": len(items), "split": split, "word_index": word_index, "per_item": per_item,
+        "min_gap": min_gap, "gap_rule": gap_rule, "seed": seed, "spec": spec.to_dict(),
+    }
+    result = PairSet(
+        task, prop.name, pairs[:n_pairs], controls[: n_controls if n_controls is not None else n_pairs],
+        {r: int(excluded.get(r, 0)) for r in EXCLUSION_REASONS}, n, settings,
+    )
+    result.excluded["over_budget"] = max(0, len(pairs) - n_pairs)
+    log.info("pairs: %d property, %d control of %d candidates; excluded %s", len(result.pairs), len(result.controls), n, result.excluded)
+    if not result.pairs:
+        raise DataError(
+            f"empty pair set after filtering ({n} candidates; excluded {result.excluded}); "
+            "try more items (n_items), a smaller min_gap or gap_rule='difference'"
+        )
+    return result
+

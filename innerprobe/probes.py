@@ -1,0 +1,734 @@
+"""Per-layer linear probes with controls, and object → hypothetical transfer.
+
+A *probe* asks whether a label (the object-level answer word, its property value...) can be read
+linearly off the residual stream at one layer. Two probe families, fitted at every layer:
+
+``logistic``
+    Multinomial logistic regression with an L2 penalty, on features standardised with the
+    *training fold's* mean and standard deviation. The objective is scikit-learn's:
+    ``C · Σ_i CE(y_i, W x_i + b) + ½‖W‖²`` (the intercept is not penalised).
+``mass_mean``
+    Difference-in-means (Marks & Tegmark 2023). Each class c gets its mean ``μ_c`` in raw
+    activation space; an item goes to the nearest class mean, i.e. the argmax of
+    ``w_c·x + b_c`` with ``w_c = μ_c − μ̄`` (``μ̄`` the mean of class means) and
+    ``b_c = −½‖μ_c‖²`` (the dropped ``x·μ̄`` is the same for every class). For two classes the
+    direction ``w_1 − w_0`` is the classic ``θ = μ+ − μ−``.
+
+**Fast path.** All layers *and* all folds are fitted at once: the weights are one tensor
+``[layer, fold, d, C]`` and full-batch L-BFGS minimises the sum of the (separable) per-problem
+objectives, each divided by its training-set size so that every problem has the same scale. The
+train-fold standardisation is folded into the weights (``W/σ`` and ``b − (μ/σ)·W``), so the
+activations are never copied per fold. The **reference path**
+(:func:`sklearn_logistic_oof`) runs ``StandardScaler`` + ``LogisticRegression`` in a Python
+loop over (layer, fold) on the same folds; tests check the two agree.
+
+**Cross-validation.** Grouped, stratified k-fold (``StratifiedGroupKFold``, shuffled with the
+seed): items sharing a group (duplicate inputs) never straddle folds. Every accuracy is computed
+from out-of-fold predictions, with a bootstrap CI over items.
+
+**Controls** (each fitted with the same probe, hyper-parameters and folds):
+
+* ``shuffled`` — the labels permuted with the seed: what the probe gets from nothing.
+* ``control_task`` — Hewitt & Liang (2019): every *type* (by default the item's group; the CLI uses
+  the answer word for property targets and the last input word for answer targets) gets a random
+  label drawn from the task's label marginals. ``selectivity = task acc − control-task acc``; it
+  is reported with a paired-bootstrap CI.
+* ``random_proj`` — the activations projected onto a random orthonormal subspace whose rank equals
+  the probe's (``C − 1``; for a binary target this is the random-direction probe), then probed with
+  task labels: how much a *random* low-rank readout already decodes.
+* ``majority`` — always predicting the training fold's most common class.
+
+**Transfer.** A probe trained on the O run (``("object", site, "o_last")``) is tested on an H run
+(``("hypothetical", site, "h_last")``) and vice versa, rows aligned item by item. ``items ==
+"held_out"`` trains on the training folds of the source run and tests on the held-out items of the
+target run; ``items == "same"`` trains on all items of the source and tests on the same items in the
+target run (same-item transfer, reported separately).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from innerprobe import stats
+from innerprobe.errors import DataError, UnknownNameError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PROBES",
+    "ProbeConfig",
+    "Labels",
+    "LinearProbe",
+    "ProbeResult",
+    "encode_labels",
+    "make_folds",
+    "fold_weights",
+    "fit_logistic",
+    "fit_mass_mean",
+    "sklearn_logistic_oof",
+    "heldout_predictions",
+    "shuffled_labels",
+    "control_task_labels",
+    "random_projection",
+    "run_probes",
+    "probe_store",
+    "run_name",
+    "plot_layer_curves",
+    "best_layers",
+]
+
+PROBES: tuple[str, ...] = ("logistic", "mass_mean")
+Progress = Callable[[str, int], Callable[[int], None]]
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Knobs of a probe run (recorded in every artifact).
+
+    ``C`` is scikit-learn's inverse L2 strength on standardised features. ``min_count`` drops
+    classes with fewer items (and reports how many); without it a class rarer than ``folds`` is
+    an error. ``transfer`` limits transfer to run pairs of different kinds (O ↔ H).
+    """
+
+    folds: int = 5
+    seed: int = 0
+    C: float = 0.1
+    max_iter: int = 300
+    tol: float = 1e-6
+    probes: tuple[str, ...] = PROBES
+    controls: bool = True
+    min_count: int | None = None
+    n_boot: int = 1000
+    alpha: float = 0.05
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for p in self.probes:
+            if p not in PROBES:
+                raise UnknownNameError("probe", p, PROBES)
+        if self.folds < 2:
+            raise DataError(f"folds must be >= 2, got {self.folds}")
+        if self.C <= 0:
+            raise DataError(f"C must be > 0, got {self.C}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- labels, folds
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Labels as class ids, after dropping rare classes.
+
+    ``keep`` marks the items kept (a boolean mask over the input); ``ids`` and ``classes`` refer
+    to the kept items only.
+    """
+
+    ids: np.ndarray
+    classes: list[str]
+    keep: np.ndarray
+    dropped_classes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_dropped(self) -> int:
+        return int(sum(self.dropped_classes.values()))
+
+
+def encode_labels(y: Sequence[Any], *, folds: int, min_count: int | None = None) -> Labels:
+    """Map labels to class ids (sorted by string); check every class can fill ``folds`` folds.
+
+    ``None``/NaN labels are errors (filter non-compliant rows first). With ``min_count`` classes
+    with fewer items are dropped; at least ``folds`` items per class are needed either way.
+    """
+    values = [None if (v is None or (isinstance(v, float) and math.isnan(v))) else str(v) for v in y]
+    missing = sum(v is None for v in values)
+    if missing:
+        raise DataError(f"{missing} of {len(values)} labels are missing (None/NaN); drop those rows first")
+    counts = Counter(values)
+    dropped: dict[str, int] = {}
+    if min_count is not None:
+        dropped = {c: k for c, k in counts.items() if k < min_count}
+        if dropped:
+            log.info("dropped %d rare classes (%d items) with < %d items", len(dropped), sum(dropped.values()), min_count)
+    keep = np.array([v not in dropped for v in values], dtype=bool)
+    kept_counts = {c: k for c, k in counts.items() if c not in dropped}
+    if len(kept_counts) < 2:
+        only = ", ".join(repr(c) for c in kept_counts) or "none"
+        raise DataError(
+            f"probing needs >= 2 classes, found {len(kept_counts)} ({only})"
+            + (f" after dropping {len(dropped)} classes with min_count={min_count}" if dropped else "")
+        )
+    for c, k in sorted(kept_counts.items(), key=lambda kv: kv[1]):
+        if k < folds:
+            raise DataError(
+                f"class {c!r} has {k} items; {folds}-fold CV needs >= {folds} per class — "
+                f"drop rare classes with min_count={folds} (or use fewer folds)"
+            )
+    classes = sorted(kept_counts)
+    index = {c: i for i, c in enumerate(classes)}
+    ids = np.array([index[v] for v, k in zip(values, keep) if k], dtype=np.int64)
+    return Labels(ids=ids, classes=classes, keep=keep, dropped_classes=dropped)
+
+
+def make_folds(y: Int[np.ndarray, " n"], groups: Sequence[Any] | None, k: int, seed: int) -> Int[np.ndarray, " n"]:
+    """Fold id (0..k-1) of every item: stratified by ``y``, grouped by ``groups``, seeded."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n = len(y)
+    g = np.arange(n) if groups is None else np.asarray([str(x) for x in groups])
+    if len(g) != n:
+        raise DataError(f"groups has {len(g)} entries but there are {n} labels")
+    n_groups = len(set(g.tolist()))
+    if n_groups < k:
+        raise DataError(f"{k}-fold CV needs >= {k} distinct groups, found {n_groups}")
+    fold = np.full(n, -1, dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    for f, (_, test) in enumerate(splitter.split(np.zeros(n), y, g)):
+        fold[test] = f
+    return fold
+
+
+def fold_weights(fold: Int[np.ndarray, " n"], k: int) -> Float[Tensor, "fold_plus_one n"]:
+    """Training-set indicator per fold; row ``k`` (the last) trains on all items."""
+    f = torch.as_tensor(fold)
+    w = torch.stack([(f != j) for j in range(k)] + [torch.ones_like(f, dtype=torch.bool)])
+    return w.float()
+
+
+def _check_activations(x: Tensor, n: int, what: str) -> None:
+    if x.ndim != 3:
+        raise DataError(f"{what}: expected activations [n, layer, d], got shape {tuple(x.shape)}")
+    if x.shape[0] != n:
+        raise DataError(f"{what}: {x.shape[0]} activation rows but {n} labels; rows must align")
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        rows = bad.flatten(1).any(1).nonzero().flatten()
+        raise DataError(
+            f"{what}: {int(bad.sum())} NaN/inf activation values in {len(rows)} items "
+            f"(first rows: {rows[:5].tolist()}); recapture or drop those items"
+        )
+
+
+# ----------------------------------------------------------------------------- probe fits
+
+
+@dataclass
+class LinearProbe:
+    """Affine readouts in raw activation space, one per (layer, fold): ``logits = x W + b``."""
+
+    W: Float[Tensor, "layer fold d n_class"]
+    b: Float[Tensor, "layer fold n_class"]
+
+    def logits(self, x: Float[Tensor, "layer n d"]) -> Float[Tensor, "layer fold n n_class"]:
+        return torch.einsum("lnd,lfdc->lfnc", x, self.W) + self.b[:, :, None, :]
+
+    def directions(self) -> Float[Tensor, "layer n_class d"]:
+        """Per-class weight vectors of the all-items fit, centred over classes."""
+        w = self.W[:, -1]  # [layer, d, C]
+        return (w - w.mean(-1, keepdim=True)).permute(0, 2, 1).contiguous()
+
+
+def _standardise_stats(
+    x: Float[Tensor, "layer n d"], w: Float[Tensor, "fold n"]
+) -> tuple[Float[Tensor, "layer fold d"], Float[Tensor, "layer fold d"]]:
+    """Weighted mean and population std per (layer, fold); zero std becomes 1 (as StandardScaler)."""
+    cnt = w.sum(1)[None, :, None]
+    mu = torch.einsum("fn,lnd->lfd", w, x) / cnt
+    ex2 = torch.einsum("fn,lnd->lfd", w, x * x) / cnt
+    var = (ex2 - mu * mu).clamp_min(0)
+    sd = var.sqrt()
+    sd = torch.where(sd < 1e-7 * (mu.abs() + 1), torch.ones_like(sd), sd)
+    return mu, sd
+
+
+def fit_logistic(
+    x: Float[Tensor, "layer n d"],
+    y: Int[Tensor, " n"],
+    w: Float[Tensor, "fold n"],
+    n_classes: int,
+    *,
+    C: float = 0.1,
+    max_iter: int = 300,
+    tol: float = 1e-6,
+) -> LinearProbe:
+    """Multinomial L2 logistic regression for every (layer, fold) at once (full-batch L-BFGS).
+
+    Problem (l, f) minimises ``(1/n_f)[C Σ_i w_fi CE_i + ½‖V‖²]`` over standardised features,
+    with ``V`` the weights in standardised units; the returned weights are in raw units. Double
+    precision keeps L-BFGS's stopping point close to scikit-learn's.
+    """
+    x = x.double()
+    w = w.to(x)
+    n_layer, _, d = x.shape
+    n_fold = w.shape[0]
+    mu, sd = _standardise_stats(x, w)
+    shift = mu / sd  # standardised x = x/sd - shift; folded into the weights below
+    onehot = torch.nn.functional.one_hot(y.to(x.device), n_classes).to(x)
+    n_f = w.sum(1)  # [f]
+    V = torch.zeros(n_layer, n_fold, d, n_classes, dtype=x.dtype, device=x.device, requires_grad=True)
+    b = torch.zeros(n_layer, n_fold, n_classes, dtype=x.dtype, device=x.device, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [V, b], lr=1, max_iter=max_iter, history_size=20, tolerance_grad=tol, tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        W = V / sd[..., None]
+        bias = b - torch.einsum("lfd,lfdc->lfc", shift, V)
+        logits = torch.einsum("lnd,lfdc->lfnc", x, W) + bias[:, :, None, :]
+        ce = torch.logsumexp(logits, -1) - (logits * onehot).sum(-1)  # [l, f, n]
+        data = (ce * w).sum(-1) * C
+        pen = 0.5 * (V * V).sum((-1, -2))
+        loss = ((data + pen) / n_f).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    V, b = V.detach(), b.detach()
+    W = V / sd[..., None]
+    b = b - torch.einsum("lfd,lfdc->lfc", mu / sd, V)
+    return LinearProbe(W.float(), b.float())
+
+
+def fit_mass_mean(
+    x: Float[Tensor, "layer n d"], y: Int[Tensor, " n"], w: Float[Tensor, "fold n"], n_classes: int
+) -> LinearProbe:
+    """Nearest-class-mean classifier per (layer, fold) in raw space, as ``w_c = μ_c − μ̄`` plus a bias.
+
+    ``argmin_c ‖x − μ_c‖² = argmax_c x·μ_c − ½‖μ_c‖²``; subtracting the class-independent
+    ``x·μ̄`` changes no prediction and makes ``w_c = μ_c − μ̄`` the weight vectors.
+    """
+    x = x.double()
+    w = w.to(x)
+    onehot = torch.nn.functional.one_hot(y.to(x.device), n_classes).to(x)  # [n, C]
+    cw = w[:, :, None] * onehot[None]  # [f, n, C]
+    counts = cw.sum(1).clamp_min(1)  # [f, C]
+    means = torch.einsum("fnc,lnd->lfcd", cw, x) / counts[None, :, :, None]  # [l, f, C, d]
+    centre = means.mean(2, keepdim=True)
+    W = (means - centre).transpose(-1, -2)  # [l, f, d, C]
+    b = -0.5 * (means * means).sum(-1)  # [l, f, C]
+    return LinearProbe(W.float(), b.float())
+
+
+def heldout_predictions(
+    probe: LinearProbe, x: Float[Tensor, "layer n d"], fold: Int[np.ndarray, " n"]
+) -> tuple[Int[Tensor, "layer n"], Int[Tensor, "layer n"]]:
+    """(out-of-fold predictions from each item's own held-out fold, predictions of the all-items fit)."""
+    logits = probe.logits(x.to(probe.W))  # [l, F+1, n, C]
+    pred = logits.argmax(-1)
+    f = torch.as_tensor(fold, device=pred.device)
+    oof = pred.gather(1, f[None, None, :].expand(pred.shape[0], 1, -1)).squeeze(1)
+    return oof, pred[:, -1]
+
+
+def sklearn_logistic_oof(
+    x: Float[Tensor, "n layer d"] | np.ndarray,
+    y: Int[np.ndarray, " n"],
+    fold: Int[np.ndarray, " n"],
+    *,
+    C: float = 0.1,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+) -> Int[np.ndarray, "layer n"]:
+    """Reference path: ``StandardScaler`` + ``LogisticRegression`` in a loop over (layer, fold)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    arr = x.double().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float64)
+    n, n_layer, _ = arr.shape
+    out = np.zeros((n_layer, n), dtype=np.int64)
+    for layer in range(n_layer):
+        for f in np.unique(fold):
+            tr, te = fold != f, fold == f
+            scaler = StandardScaler().fit(arr[tr, layer])
+            clf = LogisticRegression(C=C, max_iter=max_iter, tol=tol)
+            clf.fit(scaler.transform(arr[tr, layer]), y[tr])
+            out[layer, te] = clf.predict(scaler.transform(arr[te, layer]))
+    return out
+
+
+# ------------------------------------------------------------------------------- controls
+
+
+def shuffled_labels(y: Int[np.ndarray, " n"], seed: int) -> Int[np.ndarray, " n"]:
+    """The labels permuted across items (seeded): destroys any item–label relation."""
+    return np.random.default_rng([seed, 1]).permutation(y)
+
+
+def control_task_labels(
+    y: Int[np.ndarray, " n"], types: Sequence[Any], n_classes: int, seed: int
+) -> Int[np.ndarray, " n"]:
+    """Hewitt–Liang control task: each distinct type gets one label drawn from ``y``'s marginals."""
+    if len(types) != len(y):
+        raise DataError(f"control types has {len(types)} entries but there are {len(y)} labels")
+    rng = np.random.default_rng([seed, 2])
+    marg = np.bincount(y, minlength=n_classes) / len(y)
+    keys = [str(t) for t in types]
+    uniq = sorted(set(keys))
+    draw = dict(zip(uniq, rng.choice(n_classes, size=len(uniq), p=marg), strict=True))
+    return np.array([draw[k] for k in keys], dtype=np.int64)
+
+
+def random_projection(x: Float[Tensor, "layer n d"], rank: int, seed: int) -> Float[Tensor, "layer n rank"]:
+    """Project onto a seeded random orthonormal ``rank``-dim subspace (the same for every layer)."""
+    g = torch.Generator().manual_seed(seed + 3)
+    q, _ = torch.linalg.qr(torch.randn(x.shape[-1], rank, generator=g, dtype=torch.float64))
+    return x @ q.to(x)
+
+
+def _majority_oof(y: np.ndarray, fold: np.ndarray, n_classes: int) -> np.ndarray:
+    pred = np.zeros_like(y)
+    for f in np.unique(fold):
+        counts = np.bincount(y[fold != f], minlength=n_classes)
+        pred[fold == f] = int(np.argmax(counts))
+    return pred
+
+
+# -------------------------------------------------------------------------------- running
+
+
+def run_name(run: str, position: str) -> str:
+    """Short run label: ``"O"`` for the object run at ``o_last``, else ``"O:pos"`` / ``"H:pos"``."""
+    kind = {"object": "O", "hypothetical": "H"}.get(run, run)
+    return "O" if (kind == "O" and position == "o_last") else f"{kind}:{position}"
+
+
+def _kind(name: str) -> str:
+    return name.split(":")[0]
+
+
+@dataclass
+class ProbeResult:
+    """Probe accuracies per (layer, probe, split) beside their controls, plus fitted directions.
+
+    ``table`` is tidy (see :meth:`to_dataframe`); ``directions[(probe, run)]`` is a
+    ``[layer, n_class, d_model]`` tensor of per-class weight vectors (all-items fit, raw units).
+    """
+
+    target: str
+    classes: list[str]
+    layers: list[int]
+    runs: list[str]
+    table: pd.DataFrame
+    directions: dict[tuple[str, str], Tensor]
+    n_items: int
+    n_dropped: int
+    dropped_classes: dict[str, int]
+    config: ProbeConfig
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Columns: layer, probe, target, split, train_run, test_run, items, metric, value,
+        ci_low, ci_high, n, and the controls (majority, shuffled, control_task(+CI),
+        random_proj, selectivity(+CI))."""
+        return self.table.copy()
+
+    def save_directions(self, path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:
+        """Directions as safetensors (keys ``"{probe}/{run}"``) with a JSON sidecar of provenance."""
+        from safetensors.torch import save_file
+
+        from innerprobe.artifacts import atomic_path, write_json
+
+        path = Path(path)
+        tensors = {f"{p}/{r}": t.contiguous().float() for (p, r), t in self.directions.items()}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"target": self.target})
+        write_json(
+            path.with_suffix(".json"),
+            {
+                "target": self.target,
+                "classes": self.classes,
+                "layers": self.layers,
+                "keys": sorted(tensors),
+                "shape": "[layer, n_class, d_model]; rows are w_c (centred over classes), raw activation units",
+                "config": self.config.to_dict(),
+                "n_items": self.n_items,
+                "dropped_classes": self.dropped_classes,
+                "provenance": dict(provenance or {}),
+            },
+        )
+        return path
+
+
+def _boot(correct: np.ndarray, cfg: ProbeConfig) -> stats.Estimate:
+    return stats.accuracy(correct, n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
+
+
+def run_probes(
+    runs: Mapping[str, Float[Tensor, "n layer d"]],
+    y: Sequence[Any],
+    groups: Sequence[Any] | None = None,
+    *,
+    control_types: Sequence[Any] | None = None,
+    layers: Sequence[int] | None = None,
+    target: str = "label",
+    config: ProbeConfig = ProbeConfig(),
+    progress: Progress | None = None,
+) -> ProbeResult:
+    """Probe every run at every layer, with controls, and transfer between O and H runs.
+
+    ``runs`` maps a run name (``"O"``, ``"H:h_last"``, ...; the part before ``:`` is its kind) to
+    activations ``[n, layer, d]`` whose rows are the same items in the same order. ``groups`` keep
+    duplicates in one fold; ``control_types`` are the Hewitt–Liang types (default: ``groups``).
+    """
+    if not runs:
+        raise DataError("run_probes: no activation runs given")
+    n_in = len(y)
+    for name, x in runs.items():
+        _check_activations(x, n_in, f"run {name!r}")
+    if groups is not None and len(groups) != n_in:
+        raise DataError(f"groups has {len(groups)} entries but there are {n_in} labels")
+    if control_types is not None and len(control_types) != n_in:
+        raise DataError(f"control_types has {len(control_types)} entries but there are {n_in} labels")
+    shapes = {tuple(x.shape[1:]) for x in runs.values()}
+    if len(shapes) != 1:
+        raise DataError(f"runs differ in [layer, d] shape: {sorted(shapes)}")
+    n_layer = next(iter(shapes))[0]
+    layers = list(range(n_layer)) if layers is None else list(layers)
+    if len(layers) != n_layer:
+        raise DataError(f"{len(layers)} layer numbers for {n_layer} layers of activations")
+
+    labels = encode_labels(y, folds=config.folds, min_count=config.min_count)
+    keep = labels.keep
+    ids = labels.ids
+    n_cls = len(labels.classes)
+    grp = None if groups is None else [g for g, k in zip(groups, keep) if k]
+    types = grp if control_types is None else [t for t, k in zip(control_types, keep) if k]
+    if types is None:
+        types = list(range(len(ids)))
+    fold = make_folds(ids, grp, config.folds, config.seed)
+    w = fold_weights(fold, config.folds)
+    dev = torch.device(config.device)
+    xs = {name: x[torch.as_tensor(keep)].permute(1, 0, 2).contiguous().to(dev) for name, x in runs.items()}
+
+    label_sets: dict[str, np.ndarray] = {"task": ids}
+    if config.controls:
+        label_sets["shuffled"] = shuffled_labels(ids, config.seed)
+        label_sets["control_task"] = control_task_labels(ids, types, n_cls, config.seed)
+    names = list(xs)
+    pairs = [(s, t) for s in names for t in names if s == t or _kind(s) != _kind(t)]
+    n_fits = len(config.probes) * len(names) * (len(label_sets) + int(config.controls))
+    advance = progress("fitting probes", n_fits) if progress else (lambda k: None)
+
+    # correct[(probe, view, src, tgt, items)] -> bool [layer, n]
+    correct: dict[tuple[str, str, str, str, str], np.ndarray] = {}
+    directions: dict[tuple[str, str], Tensor] = {}
+    w_dev = w.to(dev)
+    views = list(label_sets) + (["random_proj"] if config.controls else [])
+    for probe in config.probes:
+        for src in names:
+            for view in views:
+                lab = label_sets.get(view, ids)
+                y_t = torch.as_tensor(lab, device=dev)
+                proj = (lambda x: random_projection(x, max(1, n_cls - 1), config.seed)) if view == "random_proj" else (lambda x: x)
+                if probe == "logistic":
+                    fitted = fit_logistic(proj(xs[src]), y_t, w_dev, n_cls, C=config.C, max_iter=config.max_iter, tol=config.tol)
+                else:
+                    fitted = fit_mass_mean(proj(xs[src]), y_t, w_dev, n_cls)
+                if view == "task":
+                    directions[(probe, src)] = fitted.directions().cpu()
+                for s, tgt in pairs:
+                    if s != src:
+                        continue
+                    oof, same = heldout_predictions(fitted, proj(xs[tgt]), fold)
+                    correct[(probe, view, src, tgt, "held_out")] = (oof.cpu().numpy() == lab[None])
+                    if tgt != src:
+                        correct[(probe, view, src, tgt, "same")] = (same.cpu().numpy() == lab[None])
+                advance(1)
+
+    majority = _majority_oof(ids, fold, n_cls) == ids
+    table = _tabulate(correct, majority, layers, target, config, progress)
+    return ProbeResult(
+        target=target, classes=labels.classes, layers=layers, runs=names, table=table,
+        directions=directions, n_items=len(ids), n_dropped=labels.n_dropped,
+        dropped_classes=labels.dropped_classes, config=config,
+    )
+
+
+def _split_name(src: str, tgt: str) -> str:
+    return src if src == tgt else f"{src}→{tgt}"
+
+
+def _tabulate(
+    correct: dict[tuple[str, str, str, str, str], np.ndarray],
+    majority: np.ndarray,
+    layers: list[int],
+    target: str,
+    cfg: ProbeConfig,
+    progress: Progress | None,
+) -> pd.DataFrame:
+    keys = [k for k in correct if k[1] == "task"]
+    advance = progress("bootstrap CIs", len(keys) * len(layers)) if progress else (lambda k: None)
+    maj = float(majority.mean())
+    rows = []
+    for probe, _, src, tgt, items in keys:
+        for li, layer in enumerate(layers):
+            task = correct[(probe, "task", src, tgt, items)][li]
+            est = _boot(task, cfg)
+            row: dict[str, Any] = {
+                "layer": layer, "probe": probe, "target": target, "split": _split_name(src, tgt),
+                "train_run": src, "test_run": tgt, "items": items, "metric": "accuracy",
+                "value": est.value, "ci_low": est.ci_low, "ci_high": est.ci_high, "n": est.n,
+                "majority": maj,
+            }
+            if cfg.controls:
+                ctrl = correct[(probe, "control_task", src, tgt, items)][li]
+                cest = _boot(ctrl, cfg)
+                diff = stats.paired_bootstrap_diff(task.astype(float), ctrl.astype(float), n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
+                row.update(
+                    shuffled=float(correct[(probe, "shuffled", src, tgt, items)][li].mean()),
+                    control_task=cest.value, control_task_ci_low=cest.ci_low, control_task_ci_high=cest.ci_high,
+                    random_proj=float(correct[(probe, "random_proj", src, tgt, items)][li].mean()),
+                    selectivity=diff.diff.value, selectivity_ci_low=diff.diff.ci_low, selectivity_ci_high=diff.diff.ci_high,
+                )
+            rows.append(row)
+            advance(1)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ the store
+
+
+def _default_control_types(rows: pd.DataFrame, target: str) -> list[Any] | None:
+    """Hewitt–Liang types: the answer word for property targets, the last input word for answers."""
+    if target != "object_answer" and "object_answer" in rows:
+        return rows["object_answer"].tolist()
+    if "group" in rows:
+        return [str(g).split()[-1] if str(g).split() else str(g) for g in rows["group"]]
+    return None
+
+
+def probe_store(
+    store: Any,
+    target: str,
+    *,
+    site: str = "resid_post",
+    object_positions: Sequence[str] = ("o_last",),
+    hypothetical_positions: Sequence[str] = ("h_last",),
+    layers: Sequence[int] | None = None,
+    config: ProbeConfig = ProbeConfig(),
+    progress: Progress | None = None,
+) -> ProbeResult:
+    """Read runs from an activation store (``.rows``, ``.keys()``, ``.layers``, ``.read``) and probe.
+
+    Only rows with ``object_compliant`` True are used when that column exists; rows whose target
+    is missing are dropped too.
+    """
+    rows = store.rows.reset_index(drop=True)
+    if target not in rows:
+        label_cols = [c for c in rows.columns if c not in ("index", "id", "task", "group")]
+        raise UnknownNameError("target", target, label_cols)
+    mask = rows[target].notna().to_numpy()
+    if "object_compliant" in rows:
+        mask &= rows["object_compliant"].fillna(False).astype(bool).to_numpy()
+    if mask.sum() == 0:
+        raise DataError(f"no rows with a {target!r} label (and object_compliant True) in the store")
+    sub = rows[mask].reset_index(drop=True)
+    available = set(map(tuple, store.keys()))
+    wanted = [("object", site, p) for p in object_positions] + [("hypothetical", site, p) for p in hypothetical_positions]
+    missing = [k for k in wanted if k not in available]
+    if missing:
+        raise DataError(f"store has no {missing}; available keys: {sorted(available)}")
+    layer_list = list(store.layers) if layers is None else list(layers)
+    idx = torch.as_tensor(np.nonzero(mask)[0])
+    runs = {run_name(r, p): store.read(r, s, p, layers=layer_list)[idx] for r, s, p in wanted}
+    return run_probes(
+        runs, sub[target].tolist(), sub["group"].tolist() if "group" in sub else None,
+        control_types=_default_control_types(sub, target), layers=layer_list, target=target,
+        config=config, progress=progress,
+    )
+
+
+# ------------------------------------------------------------------------------- summaries
+
+
+def best_layers(df: pd.DataFrame) -> pd.DataFrame:
+    """The layer with the highest accuracy per (probe, split, items), with its controls."""
+    acc = df[df["metric"] == "accuracy"]
+    idx = acc.groupby(["probe", "split", "items"])["value"].idxmax()
+    return acc.loc[idx].sort_values(["probe", "items", "split"]).reset_index(drop=True)
+
+
+def plot_layer_curves(df: pd.DataFrame, *, probe: str | None = None, items: str = "held_out") -> Any:
+    """Accuracy by layer per split with CI bands, beside the control task, shuffled and majority lines."""
+    import plotly.graph_objects as go
+
+    acc = df[(df["metric"] == "accuracy") & (df["items"] == items)]
+    probe = probe or str(acc["probe"].iloc[0])
+    acc = acc[acc["probe"] == probe]
+    fig = go.Figure()
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    for i, (split, part) in enumerate(acc.groupby("split", sort=False)):
+        part = part.sort_values("layer")
+        color = palette[i % len(palette)]
+        band_x = list(part["layer"]) + list(part["layer"])[::-1]
+        fig.add_trace(go.Scatter(
+            x=band_x, y=list(part["ci_high"]) + list(part["ci_low"])[::-1], fill="toself",
+            fillcolor=color, opacity=0.2, line={"width": 0}, showlegend=False, hoverinfo="skip",
+        ))
+        fig.add_trace(go.Scatter(x=part["layer"], y=part["value"], name=f"{split} (task)", line={"color": color}))
+        if "control_task" in part:
+            fig.add_trace(go.Scatter(
+                x=part["layer"], y=part["control_task"], name=f"{split} (control task)",
+                line={"color": color, "dash": "dot"},
+            ))
+    if "shuffled" in acc and len(acc):
+        first = acc[acc["split"] == acc["split"].iloc[0]].sort_values("layer")
+        fig.add_trace(go.Scatter(x=first["layer"], y=first["shuffled"], name="shuffled labels", line={"color": "grey", "dash": "dash"}))
+        fig.add_trace(go.Scatter(x=first["layer"], y=first["majority"], name="majority class", line={"color": "black", "dash": "dash"}))
+    target = acc["target"].iloc[0] if len(acc) else ""
+    fig.update_layout(
+        title=f"{probe} probe · {target} · {items} items", xaxis_title="layer", yaxis_title="accuracy",
+        yaxis_range=[0, 1.02], template="plotly_white",
+    )
+    return fig
+
+
+# ------------------------------------------------------------------------- synthetic data
+
+
+def synthetic_activations(
+    n: int = 400,
+    n_layers: int = 6,
+    d: int = 64,
+    n_classes: int = 4,
+    *,
+    signal: Sequence[float] | None = None,
+    seed: int = 0,
+    outlier_dims: int = 2,
+) -> tuple[Float[Tensor, "n layer d"], np.ndarray, Float[Tensor, "n_class d"]]:
+    """Activations shaped like a real residual stream, for tests and benchmarks.
+
+    Anisotropic noise (a power-law spectrum, as residual streams have), a few "massive"
+    dimensions with a large mean and variance, and a class signal along ``n_classes`` random
+    unit directions whose strength rises and falls over layers (``signal`` per layer). Returns
+    ``(x, y, class_directions)`` with ``y`` string labels ``"c0", "c1", ...``.
+    """
+    rng = np.random.default_rng(seed)
+    sig = np.asarray(signal if signal is not None else 2.0 * np.sin(np.linspace(0.2, 3.0, n_layers)), dtype=float)
+    y = rng.integers(0, n_classes, size=n)
+    dirs = rng.standard_normal((n_classes, d))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    scales = 1.0 / np.sqrt(np.arange(1, d + 1)) * 3
+    basis, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    x = np.empty((n, n_layers, d))
+    for layer in range(n_layers):
+        noise = (rng.standard_normal((n, d)) * scales) @ basis.T
+        x[:, layer] = noise + sig[layer] * dirs[y]
+        x[:, layer, :outlier_dims] += 50.0 + 5.0 * rng.standard_normal((n, outlier_dims))
+    labels = np.array([f"c{k}" for k in y])
+    return torch.tensor(x, dtype=torch.float32), labels, torch.tensor(dirs, dtype=torch.float32)
