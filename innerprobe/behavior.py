@@ -86,6 +86,32 @@ def _context_limit(model: LoadedModel) -> int:
     return int(n_ctx) if n_ctx else 2048
 
 
+def greedy_responses(
+    model: LoadedModel,
+    rows: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Greedy continuations of ``rows``, decoding only prompts not seen before by this model."""
+    cache = model.greedy_cache
+    keys = [(max_new_tokens, tuple(r)) for r in rows]
+    todo = list(dict.fromkeys(k for k in keys if k not in cache))
+    if progress is not None and len(todo) < len(keys):
+        progress(len(keys) - len(todo))
+    if todo:
+        gen = generate(
+            model.hf_model,
+            model.tokenizer,
+            [list(k[1]) for k in todo],
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        cache.update({k: g[0] for k, g in zip(todo, gen)})
+    return [cache[k] for k in keys]
+
+
 def elicit_object(
     model: LoadedModel,
     items: Dataset,
@@ -99,16 +125,8 @@ def elicit_object(
     limit = _context_limit(model) - config.object_max_new_tokens
     too_long = np.array([len(p) > limit for p in prompts])
     rows = [p.input_ids for p, skip in zip(prompts, too_long) if not skip]
-    gen = generate(
-        model.hf_model,
-        tok,
-        rows,
-        max_new_tokens=config.object_max_new_tokens,
-        batch_size=config.batch_size,
-        progress=progress,
-    )
-    it = iter(gen)
-    responses = ["" if skip else next(it)[0] for skip in too_long]
+    it = iter(greedy_responses(model, rows, config.object_max_new_tokens, config.batch_size, progress))
+    responses = ["" if skip else next(it) for skip in too_long]
     metas = [item_meta(r) for r in items]
     ext = [
         extract_with_compliance(prop, config.spec.object_prefill_text() + r, m["kind"], m.get("target"))

@@ -21,8 +21,9 @@ How it is done, and why it is cheap:
   position ids from it), so a padded row's activations equal the row's alone.
 * One hook per ``(site, layer)`` (TransformerLens names ``blocks.{i}.hook_{site}``) gathers only
   the requested positions inside the hook — ``[batch, n_positions, d_model]`` — and the full
-  ``[batch, pos, d_model]`` tensor is never kept. ``stop_at_layer=max_layer + 1`` skips the
-  later blocks and the unembedding.
+  ``[batch, pos, d_model]`` tensor is never kept. The last hook to fire raises TransformerLens'
+  own ``StopAtLayerException`` (what ``stop_at_layer=max_layer + 1`` does), which the bridge
+  catches: later blocks and the unembedding never run, even when the last layer is captured.
 * Results are written shard by shard (:class:`innerprobe.store.StoreWriter`); a capture into a
   directory holding a matching manifest resumes after the last complete shard.
 """
@@ -42,6 +43,7 @@ import torch
 from datasets import Dataset
 from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
 from innerprobe.artifacts import provenance
 from innerprobe.behavior import build_hypotheticals
@@ -62,6 +64,8 @@ from innerprobe.tasks import item_meta
 log = logging.getLogger(__name__)
 
 SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
+# Order in which a block's hooks fire: the last one requested ends the forward early.
+SITE_ORDER = {"resid_pre": 0, "attn_out": 1, "resid_mid": 2, "mlp_out": 3, "resid_post": 4}
 NAMED_POSITIONS = {
     "object": ("o_last", "prefill_start"),
     "hypothetical": ("h_last", "quote_last", "quote_mean", "prefill_start"),
@@ -204,23 +208,22 @@ def _forward_gather(
     gather = Gather.build(spans, offsets, device)
     got: dict[tuple[str, int], Tensor] = {}
 
+    last = max(((layers[-1], SITE_ORDER[s]) for s in sites))
+    want = len(sites) * len(layers)
+
     def make_hook(site: str, layer: int) -> Callable[[Tensor, Any], None]:
         def hook(act: Tensor, hook: Any) -> None:
             act = act[0] if isinstance(act, tuple) else act
             got[(site, layer)] = gather(act.detach()).float()
+            if (layer, SITE_ORDER[site]) == last and len(got) == want:
+                # Everything is gathered: skip the rest of the forward (later blocks, unembed).
+                raise StopAtLayerException(act)
 
         return hook
 
     fwd_hooks = [(hook_name(s, layer), make_hook(s, layer)) for s in sites for layer in layers]
-    stop = max(layers) + 1
     with torch.inference_mode():
-        model.bridge.run_with_hooks(
-            ids,
-            fwd_hooks=fwd_hooks,
-            attention_mask=mask,
-            stop_at_layer=stop if stop < model.n_layers else None,
-            return_type=None,
-        )
+        model.bridge.run_with_hooks(ids, fwd_hooks=fwd_hooks, attention_mask=mask, return_type=None)
     out = {}
     for s in sites:
         stacked = torch.stack([got[(s, layer)] for layer in layers], dim=2)  # batch n_pos layer d
@@ -365,7 +368,10 @@ def capture(
                 model, prompts[rows], positions[run], sites, layers, batch_size=batch_size
             )
             for (site, name), t in got.items():
-                tensors[tensor_key(run, site, name)] = t.to(store_dtype)
+                t = t.to(store_dtype)
+                if not torch.isfinite(t).all():
+                    raise DataError(f"{run} {site} {name}: activations overflow {dtype}; capture with dtype='float32'")
+                tensors[tensor_key(run, site, name)] = t
         writer.write_shard(k, rows, tensors)
         if progress is not None:
             progress(rows.stop - rows.start)

@@ -92,6 +92,9 @@ class LoadedModel:
     tokenizer: Any
     fingerprint: ModelFingerprint
     name: str
+    greedy_cache: dict[tuple[int, tuple[int, ...]], str] = field(default_factory=dict, repr=False)
+    """Greedy continuations already decoded, keyed by (max_new_tokens, prompt token ids): the
+    object-level answer of an item does not depend on the property asked about later."""
 
     @property
     def hf_model(self) -> Any:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from innerprobe.errors import DataError
-from innerprobe.inference import label_distribution, next_token_logprobs
+from innerprobe.inference import next_token_logprobs
 from innerprobe.prompts import Prompt, PromptSpec, hypothetical_prompt, label_tokens, object_prompt
 from innerprobe.properties import Property, get_property
 from innerprobe.tasks import TASKS, item_meta, load_items
@@ -197,13 +197,20 @@ def _candidates(
     return out
 
 
-def _forced_answers(model: Any, prompts: Sequence[Prompt], vocabulary: Sequence[str], spec: PromptSpec, batch_size: int) -> tuple[list[str], list[int]]:
+def _forced_answers(
+    model: Any, prompts: Sequence[Prompt], vocabulary: Sequence[str], spec: PromptSpec, batch_size: int
+) -> tuple[list[str], list[int]]:
+    """Forced choice over the vocabulary at the first token after the prefill.
+
+    Each label is scored by its first token (one forward per prompt); labels that share a first
+    token are indistinguishable here and such pairs are later excluded as ``same_first_token``.
+    """
     tok = model.tokenizer
     labels = label_tokens(tok, list(vocabulary), prompts[0].text, spec.object_prefill)
-    probs, _ = label_distribution(
-        model.hf_model, [p.input_ids for p in prompts], labels, tok.pad_token_id, batch_size=batch_size
+    lp = next_token_logprobs(
+        model.hf_model, [p.input_ids for p in prompts], tok.pad_token_id, batch_size=batch_size
     )
-    idx = probs.argmax(-1)
+    idx = lp[:, labels.first_ids].argmax(-1).tolist()
     return [vocabulary[i] for i in idx], [labels.first_ids[i] for i in idx]
 
 

@@ -105,8 +105,8 @@ class ProbeConfig:
     folds: int = 5
     seed: int = 0
     C: float = 0.1
-    max_iter: int = 300
-    tol: float = 1e-6
+    max_iter: int = 200
+    tol: float = 1e-4
     probes: tuple[str, ...] = PROBES
     controls: bool = True
     min_count: int | None = None
@@ -255,32 +255,25 @@ def _standardise_stats(
     return mu, sd
 
 
-def fit_logistic(
+def _lbfgs_logistic(
     x: Float[Tensor, "layer n d"],
-    y: Int[Tensor, " n"],
+    onehot: Float[Tensor, "n n_class"],
     w: Float[Tensor, "fold n"],
-    n_classes: int,
-    *,
-    C: float = 0.1,
-    max_iter: int = 300,
-    tol: float = 1e-6,
-) -> LinearProbe:
-    """Multinomial L2 logistic regression for every (layer, fold) at once (full-batch L-BFGS).
-
-    Problem (l, f) minimises ``(1/n_f)[C Σ_i w_fi CE_i + ½‖V‖²]`` over standardised features,
-    with ``V`` the weights in standardised units; the returned weights are in raw units. Double
-    precision keeps L-BFGS's stopping point close to scikit-learn's.
-    """
-    x = x.double()
-    w = w.to(x)
-    n_layer, _, d = x.shape
-    n_fold = w.shape[0]
-    mu, sd = _standardise_stats(x, w)
-    shift = mu / sd  # standardised x = x/sd - shift; folded into the weights below
-    onehot = torch.nn.functional.one_hot(y.to(x.device), n_classes).to(x)
-    n_f = w.sum(1)  # [f]
-    V = torch.zeros(n_layer, n_fold, d, n_classes, dtype=x.dtype, device=x.device, requires_grad=True)
-    b = torch.zeros(n_layer, n_fold, n_classes, dtype=x.dtype, device=x.device, requires_grad=True)
+    sd: Float[Tensor, "layer fold d"],
+    shift: Float[Tensor, "layer fold d"],
+    V0: Float[Tensor, "layer fold d n_class"],
+    b0: Float[Tensor, "layer fold n_class"],
+    C: float,
+    max_iter: int,
+    tol: float,
+) -> tuple[Tensor, Tensor, int]:
+    """Minimise the summed, per-problem-normalised objective from (V0, b0); returns (V, b, evals)."""
+    n_f = w.sum(1)
+    # Two classes: scikit-learn fits one vector u with penalty ½‖u‖²; the symmetric optimum here
+    # has v1 = −v0 = u/2, so the penalty ‖v0‖² + ‖v1‖² (not half of it) gives the same solution.
+    pen_scale = 1.0 if onehot.shape[-1] == 2 else 0.5
+    V = V0.clone().requires_grad_(True)
+    b = b0.clone().requires_grad_(True)
     opt = torch.optim.LBFGS(
         [V, b], lr=1, max_iter=max_iter, history_size=20, tolerance_grad=tol, tolerance_change=1e-12,
         line_search_fn="strong_wolfe",
@@ -293,15 +286,64 @@ def fit_logistic(
         logits = torch.einsum("lnd,lfdc->lfnc", x, W) + bias[:, :, None, :]
         ce = torch.logsumexp(logits, -1) - (logits * onehot).sum(-1)  # [l, f, n]
         data = (ce * w).sum(-1) * C
-        pen = 0.5 * (V * V).sum((-1, -2))
+        pen = pen_scale * (V * V).sum((-1, -2))
         loss = ((data + pen) / n_f).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
-    V, b = V.detach(), b.detach()
-    W = V / sd[..., None]
-    b = b - torch.einsum("lfd,lfdc->lfc", mu / sd, V)
+    evals = int(opt.state[opt._params[0]].get("func_evals", 0))
+    return V.detach(), b.detach(), evals
+
+
+def fit_logistic(
+    x: Float[Tensor, "layer n d"],
+    y: Int[Tensor, " n"],
+    w: Float[Tensor, "fold n"],
+    n_classes: int,
+    *,
+    C: float = 0.1,
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    dtype: torch.dtype = torch.float32,
+    warm_start: bool = False,
+) -> LinearProbe:
+    """Multinomial L2 logistic regression for every (layer, fold) at once (full-batch L-BFGS).
+
+    Problem (l, f) minimises ``(1/n_f)[C Σ_i w_fi CE_i + ½‖V‖²]`` over standardised features,
+    with ``V`` the weights in standardised units (for two classes ``‖V‖²``, which matches
+    scikit-learn's binomial objective); the returned weights are in raw units. The
+    train-fold mean and std are computed in double precision; the optimisation runs in ``dtype``.
+    L-BFGS stops after ``max_iter`` iterations or when the largest gradient entry of every problem
+    is below ``tol`` in scikit-learn's scaling (its loss is this one divided by ``C``), so ``tol``
+    means what it means for ``LogisticRegression``.
+
+    With ``warm_start`` the problem on all items (weights ``max`` over folds) is solved first,
+    one problem per layer, and every fold starts from its solution. The folds then need fewer
+    iterations, but on CPU the first phase costs about what it saves (measured), so it is off.
+    """
+    x = x.double()
+    w = w.to(x)
+    n_layer, _, d = x.shape
+    n_fold = w.shape[0]
+    full = w.max(0, keepdim=True).values
+    mu, sd = _standardise_stats(x, torch.cat([w, full]))
+    # centre each layer once (removes the large mean of "massive" dims before float32 maths)
+    centre = mu[:, -1:]
+    x, mu = (x - centre).to(dtype), (mu - centre).to(dtype)
+    sd, w, full = sd.to(dtype), w.to(dtype), full.to(dtype)
+    shift = mu / sd  # standardised x = x/sd - shift; folded into the weights below
+    onehot = torch.nn.functional.one_hot(y.to(x.device), n_classes).to(x)
+    V = torch.zeros(n_layer, n_fold, d, n_classes, dtype=dtype, device=x.device)
+    b = torch.zeros(n_layer, n_fold, n_classes, dtype=dtype, device=x.device)
+    if warm_start and n_fold > 1:
+        V1, b1, _ = _lbfgs_logistic(
+            x, onehot, full, sd[:, -1:], shift[:, -1:], V[:, :1], b[:, :1], C, max_iter, tol * C
+        )
+        V, b = V1.expand_as(V).contiguous(), b1.expand_as(b).contiguous()
+    V, b, _ = _lbfgs_logistic(x, onehot, w, sd[:, :-1], shift[:, :-1], V, b, C, max_iter, tol * C)
+    W = V / sd[:, :-1, :, None]
+    b = b - torch.einsum("lfd,lfdc->lfc", (mu[:, :-1] + centre.to(dtype)) / sd[:, :-1], V)
     return LinearProbe(W.float(), b.float())
 
 
@@ -632,7 +674,7 @@ def probe_store(
     if target not in rows:
         label_cols = [c for c in rows.columns if c not in ("index", "id", "task", "group")]
         raise UnknownNameError("target", target, label_cols)
-    mask = rows[target].notna().to_numpy()
+    mask = rows[target].notna().to_numpy().copy()
     if "object_compliant" in rows:
         mask &= rows["object_compliant"].fillna(False).astype(bool).to_numpy()
     if mask.sum() == 0:

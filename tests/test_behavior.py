@@ -143,3 +143,16 @@ def test_prefix_trie_scoring_equals_brute_force(tiny, items):
         tok.pad_token_id,
     ).reshape(3, 4)
     np.testing.assert_allclose(fast, brute, atol=1e-4)
+
+
+def test_object_answers_are_decoded_once_per_model(tiny, items, monkeypatch):
+    from innerprobe import behavior
+
+    calls = []
+    real = behavior.generate
+    monkeypatch.setattr(behavior, "generate", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    tiny.greedy_cache.clear()
+    a = behavior.elicit_object(tiny, items, get_property("first_character"))
+    b = behavior.elicit_object(tiny, items, get_property("second_character"))
+    assert calls == [len(items)]
+    assert a.responses == b.responses

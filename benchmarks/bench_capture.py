@@ -1,0 +1,138 @@
+"""Benchmark: the cost of capturing activations, against a plain forward.
+
+On SmolLM2-135M-Instruct and the same length-sorted, left-padded batches of hypothetical
+prompts (default 64 animal items, batch 16):
+
+(a) plain HF forward (no hooks, full logits) — the floor;
+(b) innerprobe capture: resid_post at all 30 layers, 3 H positions (h_last, quote_last,
+    quote_mean) gathered inside the hooks;
+(c) TransformerLens ``run_with_cache`` with a ``names_filter`` for resid_post (full caches).
+
+Reports seconds (best of ``--repeats``) and the ratios b/a and c/a (goal b/a ≤ 1.10), plus the
+peak RSS growth of a full ``capture()`` into a store. Writes JSON to ``--out`` (or logs it).
+
+    python benchmarks/bench_capture.py --n 64 --batch-size 16 --out runs/bench_capture.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from innerprobe.behavior import build_hypotheticals
+from innerprobe.capture import capture, capture_prompts
+from innerprobe.inference import batches, left_pad
+from innerprobe.models import load_model
+from innerprobe.prompts import PromptSpec
+from innerprobe.properties import get_property
+from innerprobe.tasks import load_items
+
+log = logging.getLogger("bench_capture")
+POSITIONS = ["h_last", "quote_last", "quote_mean"]
+
+
+def _batches(prompts, batch_size):
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    return [[prompts[i].input_ids for i in order[sl]] for sl in batches(len(order), batch_size)]
+
+
+@torch.inference_mode()
+def plain_forward(model, rows_batches) -> None:
+    for rows in rows_batches:
+        ids, mask, pos = left_pad(rows, model.tokenizer.pad_token_id, model.device)
+        model.hf_model(input_ids=ids, attention_mask=mask, position_ids=pos)
+
+
+@torch.inference_mode()
+def tl_run_with_cache(model, rows_batches) -> None:
+    for rows in rows_batches:
+        ids, mask, _ = left_pad(rows, model.tokenizer.pad_token_id, model.device)
+        model.bridge.run_with_cache(
+            ids, attention_mask=mask, names_filter=lambda n: n.endswith("hook_resid_post")
+        )
+
+
+def innerprobe_capture(model, prompts, batch_size) -> None:
+    capture_prompts(model, prompts, POSITIONS, ["resid_post"], list(range(model.n_layers)), batch_size=batch_size)
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rss-n", type=int, default=0, help="items of the full capture() for peak RSS (0: skip)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave)")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    model = load_model(args.model, device="cpu")
+    prop = get_property("second_character")
+    items = load_items("animals", n=args.n, split="train", seed=0)
+    prompts = build_hypotheticals(model, items, prop, PromptSpec())
+    rows_batches = _batches(prompts, args.batch_size)
+    plain_forward(model, rows_batches[:1])  # warm-up
+
+    t_a = best_of(lambda: plain_forward(model, rows_batches), args.repeats)
+    t_b = best_of(lambda: innerprobe_capture(model, prompts, args.batch_size), args.repeats)
+    t_c = best_of(lambda: tl_run_with_cache(model, rows_batches), args.repeats)
+    result = {
+        "model": model.fingerprint.short,
+        "n_items": args.n,
+        "batch_size": args.batch_size,
+        "mean_tokens": sum(map(len, prompts)) / len(prompts),
+        "torch_threads": torch.get_num_threads(),
+        "seconds": {"a_plain_hf_forward": t_a, "b_innerprobe_capture": t_b, "c_tl_run_with_cache": t_c},
+        "ratio_b_over_a": t_b / t_a,
+        "ratio_c_over_a": t_c / t_a,
+        "goal_b_over_a_le_1.10": t_b / t_a <= 1.10,
+    }
+    if args.rss_n:
+        big = load_items("animals", n=args.rss_n, split="train", seed=1)
+        before = peak_rss_mb()
+        with tempfile.TemporaryDirectory() as d:
+            t = time.perf_counter()
+            store = capture(model, big, prop, out=Path(d) / "s", batch_size=args.batch_size, shard_size=64)
+            elapsed = time.perf_counter() - t
+            stored = sum(p.stat().st_size for p in Path(d, "s").glob("shard-*")) / 2**20
+        result["rss"] = {
+            "n_items": args.rss_n,
+            "capture_seconds": elapsed,
+            "peak_rss_mb_before": before,
+            "peak_rss_mb_after": peak_rss_mb(),
+            "store_mb": stored,
+            "tensors": len(store.keys()),
+        }
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    log.info("%s", text)
+
+
+if __name__ == "__main__":
+    main()

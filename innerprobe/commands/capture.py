@@ -1,0 +1,110 @@
+"""``innerprobe capture``: object answers as labels, then O and H activations into a store.
+
+The verb first elicits the model's greedy object-level answers (object prefill ``Answer:``), so
+the store's row table carries what probes are trained to predict:
+
+* ``object_answer``: the first word of the cleaned object response (the first answered animal),
+* ``property_value``: the property of the object response (``None`` when non-compliant),
+* ``object_compliant``: whether the object response complied with the task,
+
+then captures the residual stream of O(P) and H(P, property) into ``--out``
+(see :mod:`innerprobe.store`). Rerunning the same command on an interrupted ``--out`` resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+log = logging.getLogger(__name__)
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _layers(value: str) -> str | list[int]:
+    from innerprobe.errors import DataError
+
+    if value.strip() == "all":
+        return "all"
+    try:
+        return [int(v) for v in _csv(value)]
+    except ValueError as e:
+        raise DataError(f"--layers takes 'all' or comma-separated integers, got {value!r}") from e
+
+
+def _positions(value: str) -> list[str | int]:
+    return [int(v) if v.lstrip("-").isdigit() else v for v in _csv(value)]
+
+
+def object_labels(behavior) -> dict[str, list]:  # noqa: ANN001 (ObjectBehavior)
+    """The row-table label columns derived from the object behaviour."""
+    return {
+        "object_answer": [c.split()[0] if c else None for c in behavior.cleaned],
+        "property_value": list(behavior.values),
+        "object_compliant": [bool(c) for c in behavior.compliant],
+    }
+
+
+def capture_cmd(
+    model: str = typer.Option("smollm2-135m-instruct", help="Model: embedded name, HF dir or adapter dir."),
+    task: str = typer.Option("animals", help="Task name (see `innerprobe tasks`) or a questions file."),
+    property: str = typer.Option("second_character", "--property", help="Property (see `innerprobe properties`)."),
+    n: int = typer.Option(100, help="Number of items."),
+    split: str = typer.Option("train", help="Split of generated tasks."),
+    sites: str = typer.Option("resid_post", help="Comma-separated: resid_pre,resid_mid,resid_post,attn_out,mlp_out."),
+    layers: str = typer.Option("all", help="'all' or comma-separated layer indices."),
+    object_positions: str = typer.Option("o_last", help="Object positions: o_last, prefill_start or integers."),
+    hypothetical_positions: str = typer.Option(
+        "h_last,quote_last,quote_mean", help="Hypothetical positions: h_last, quote_last, quote_mean, prefill_start, integers."
+    ),
+    variant: str = typer.Option("previously", help="Hypothetical wording: previously | suppose | third_person."),
+    out: Path = typer.Option(Path("runs/capture"), help="Store directory (resumed when it holds the same capture)."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Rows per forward."),
+    shard_size: int = typer.Option(256, "--shard-size", help="Items per shard file."),
+    dtype: str = typer.Option("float32", help="Stored dtype: float32 | float16."),
+    seed: int = typer.Option(0, help="Seed for items."),
+    device: str | None = typer.Option(None, help="cpu | cuda (default: cuda if available)."),
+) -> None:
+    """Capture activations of object and hypothetical prompts into an on-disk store."""
+    from innerprobe.behavior import BehaviorConfig, elicit_object
+    from innerprobe.capture import capture
+    from innerprobe.cli import Bars, _fail, console
+    from innerprobe.errors import InnerprobeError
+    from innerprobe.models import load_model
+    from innerprobe.prompts import PromptSpec
+    from innerprobe.properties import get_property
+    from innerprobe.tasks import load_items
+
+    try:
+        prop = get_property(property)
+        items = load_items(task, n=n, split=split, seed=seed)
+        spec = PromptSpec(variant=variant, object_prefill="Answer:")
+        with console.status(f"loading {model}"):
+            m = load_model(model, device=device)
+        with Bars() as bars:
+            behavior = elicit_object(
+                m, items, prop, BehaviorConfig(spec=spec, batch_size=batch_size, seed=seed),
+                progress=bars.factory("object answers", len(items)),
+            )
+            store = capture(
+                m, items, prop, spec=spec, sites=_csv(sites), layers=_layers(layers),
+                object_positions=_positions(object_positions),
+                hypothetical_positions=_positions(hypothetical_positions),
+                labels=object_labels(behavior), out=out, batch_size=batch_size,
+                shard_size=shard_size, dtype=dtype, seed=seed,
+                progress=bars.factory("capture", len(items)),
+            )
+    except InnerprobeError as e:
+        _fail(e)
+        return
+    n_ok = int(store.rows["object_compliant"].sum())
+    console.print(f"{store!r}; object compliant {n_ok}/{store.n_items}")
+    console.print(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("capture")(capture_cmd)

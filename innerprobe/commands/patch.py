@@ -1,0 +1,176 @@
+"""``innerprobe patch``: minimal pairs, O and H patching maps, AtP and O→H transplants."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+
+log = logging.getLogger(__name__)
+
+
+def _p_end(tokenizer: Any, prompt: Any, question: str) -> int:
+    """Token index one past the question text inside an object prompt."""
+    from innerprobe.prompts import char_span_to_tokens
+
+    enc = tokenizer(prompt.text, add_special_tokens=False, return_offsets_mapping=True)
+    q = question.rstrip()
+    start = prompt.text.find(q)
+    return char_span_to_tokens([tuple(o) for o in enc["offset_mapping"]], start, start + len(q))[1]
+
+
+def _aligned(o_ids: list[int], o_end: int, h_ids: list[int], h_end: int, k: int) -> tuple[list[int], list[int]]:
+    """Up to ``k`` (O position, H position) pairs of identical tokens, walking back from the P ends."""
+    read, write = [], []
+    for d in range(1, 4 * k):
+        i, j = o_end - d, h_end - d
+        if i < 0 or j < 0 or len(read) >= k:
+            break
+        if o_ids[i] == h_ids[j]:
+            read.append(i)
+            write.append(j)
+    return read[::-1], write[::-1]
+
+
+def _rel(ends: list[int], lengths: list[int], k: int, last: int) -> list[int]:
+    from innerprobe.errors import DataError
+
+    rel = {e - n for e, n in zip(ends, lengths)}
+    if len(rel) != 1:
+        raise DataError("the text after P differs between pairs; positions cannot be aligned")
+    end = rel.pop()
+    return sorted(set(range(end - k, end)) | set(range(-last, 0)))
+
+
+def run_patch(
+    model: str, task: str, prop_name: str, n_pairs: int, site: str, out: Path, *, n_items: int, min_gap: float,
+    gap_rule: str, p_tokens: int, last: int, other_task: str, seed: int, device: str | None, progress: Any,
+    console: Any,
+) -> dict[str, Any]:
+    from innerprobe.artifacts import provenance, write_json, write_parquet
+    from innerprobe.models import load_model
+    from innerprobe.pairs import build_pairs
+    from innerprobe.patching import (
+        LlamaStack, TransplantItem, attribution_patch, comparison_figure, heatmap, patch_grid, transplant,
+    )
+    from innerprobe.prompts import PromptSpec, object_prompt
+    from innerprobe.properties import get_property
+    from innerprobe.tasks import load_items
+
+    spec = PromptSpec()
+    prop = get_property(prop_name)
+    with console.status(f"loading {model}"):
+        m = load_model(model, device=device)
+    stack = LlamaStack(m)
+    with console.status("building minimal pairs"):
+        ps = build_pairs(m, task, prop, n_pairs=n_pairs, n_items=n_items, min_gap=min_gap, gap_rule=gap_rule,
+                         spec=spec, seed=seed)
+    tok = m.tokenizer
+    o_ends = [_p_end(tok, p.o_a, p.o_a.user) for p in ps.pairs]
+    o_rel = _rel(o_ends, [len(p.o_a) for p in ps.pairs], p_tokens, last)
+    h_rel = _rel([p.h_a.positions["quote_end"] for p in ps.pairs], [len(p.h_a) for p in ps.pairs], p_tokens, last)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+
+    def grid(name: str, inputs: tuple[list, list], rel: list[int]) -> Any:
+        pairs, toks = inputs
+        n_layers = stack.n_layers
+        adv = progress(name, len(pairs) * n_layers * len(rel))
+        res = patch_grid(m, pairs, toks, site=site, positions=rel, seed=seed, progress=adv, stack=stack)
+        write_parquet(out / f"{name}.parquet", res.to_dataframe())
+        heatmap(res, f"{name}: {site} denoising").write_html(out / f"{name}.html")
+        results[name] = res
+        return res
+
+    o_map = grid("o_map", ps.o_inputs("pairs"), o_rel)
+    h_map = grid("h_map", ps.h_inputs(), h_rel)
+    if ps.controls:
+        grid("o_map_controls", ps.o_inputs("controls"), o_rel)
+    n_p = p_tokens
+    comparison_figure(o_map, h_map, list(range(n_p)), list(range(n_p))).write_html(out / "o_vs_h.html")
+    summary: dict[str, Any] = {"pairs": ps.summary(), "maps": {k: v.summary() for k, v in results.items()}}
+    if site == "resid_pre":
+        pairs, toks = ps.h_inputs()
+        atp = attribution_patch(m, pairs, toks, positions=h_rel, stack=stack)
+        write_parquet(out / "h_atp.parquet", atp.to_dataframe())
+        summary["h_atp_pearson_r"] = atp.correlation(h_map)
+    # O -> H transplant: O(P_B)'s residual on the P tokens into H(P_A)'s quoted P.
+    other = load_items(other_task, n=len(ps.pairs), split="test", seed=seed)
+    items = []
+    for p, o_row in zip(ps.pairs, other):
+        h_ids = p.h_a.input_ids
+        h_end = p.h_a.positions["quote_end"]
+        donors = {}
+        for cond, o_prompt in (("donor", p.o_b), ("same_property", p.o_a)):
+            read, write = _aligned(o_prompt.input_ids, _p_end(tok, o_prompt, o_prompt.user), h_ids, h_end, p_tokens)
+            donors[cond] = (o_prompt.input_ids, read, write)
+        o_other = object_prompt(tok, o_row["question"], spec)
+        end = _p_end(tok, o_other, o_row["question"])
+        write = donors["donor"][2]
+        donors["other_task"] = (o_other.input_ids, list(range(end - len(write), end)), write)
+        items.append(TransplantItem(h_ids, (p.h_tokens[1], p.h_tokens[0]), donors))
+    tr = transplant(m, items, seed=seed, stack=stack)
+    write_parquet(out / "transplant.parquet", tr.to_dataframe())
+    _transplant_figure(tr).write_html(out / "transplant.html")
+    summary["transplant"] = tr.to_dataframe().to_dict(orient="records")
+    write_parquet(out / "pairs.parquet", ps.to_dataframe())
+    summary["provenance"] = provenance(m.fingerprint, seed=seed, template_hash=spec.template_hash(prop, task),
+                                       task=task, property=prop.name, site=site)
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _transplant_figure(tr: Any) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    df = tr.to_dataframe()
+    for cond, d in df.groupby("condition"):
+        fig.add_trace(go.Scatter(
+            x=d["layer"], y=d["value"], name=cond, mode="lines+markers",
+            error_y={"type": "data", "symmetric": False, "array": d["ci_high"] - d["value"],
+                     "arrayminus": d["value"] - d["ci_low"]},
+        ))
+    fig.update_layout(title="O→H transplant: shift toward the donor's property label",
+                      xaxis_title="layer", yaxis_title="Δ logit diff (donor − own label)")
+    return fig
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def patch(
+        model: str = typer.Option("smollm2-135m-instruct", help="Embedded name, HF dir or hub id."),
+        task: str = typer.Option("animals", help="Sequence task with a vocabulary."),
+        property: str = typer.Option("second_character", "--property", help="Property of the answer."),
+        n_pairs: int = typer.Option(16, help="Property pairs to keep."),
+        site: str = typer.Option("resid_pre", help="resid_pre | resid_post | attn_out | mlp_out."),
+        out: Path = typer.Option(Path("runs/patch"), help="Output directory."),
+        n_items: int = typer.Option(200, help="Items tried when building pairs."),
+        min_gap: float = typer.Option(0.5, help="Logit-difference gap filter threshold."),
+        gap_rule: str = typer.Option("difference", help="difference | both_runs."),
+        p_tokens: int = typer.Option(8, help="Tokens at the end of P patched and aligned O↔H."),
+        last: int = typer.Option(6, help="Last prompt positions patched."),
+        other_task: str = typer.Option("colors", help="Task of the other-task transplant control."),
+        seed: int = typer.Option(0, help="Seed for items, pairs and bootstrap."),
+        device: str | None = typer.Option(None, help="cpu | cuda."),
+    ) -> None:
+        """Activation patching of O and H on minimal pairs, with AtP and O→H transplants."""
+        from innerprobe.cli import Bars, _fail, console
+        from innerprobe.errors import InnerprobeError
+
+        try:
+            with Bars() as bars:
+                summary = run_patch(
+                    model, task, property, n_pairs, site, out, n_items=n_items, min_gap=min_gap,
+                    gap_rule=gap_rule, p_tokens=p_tokens, last=last, other_task=other_task, seed=seed,
+                    device=device, progress=bars.factory, console=console,
+                )
+        except InnerprobeError as e:
+            _fail(e)
+            return
+        for name, s in summary["maps"].items():
+            b = s["best_cell"]
+            console.print(f"{name}: n={s['n_pairs']} best layer {b['layer']} {b['token']!r} recovery {b['recovery']:.2f} {b['ci']}")
+        console.print(f"wrote {out}")

@@ -1,0 +1,108 @@
+"""``innerprobe probe``: per-layer probes with controls and O→H transfer on a captured store.
+
+Reads the O run (``("object", site, "o_last")``) and H runs (``("hypothetical", site, pos)``) of an
+activation store, probes the target label at every layer (logistic and mass-mean), and writes
+``results.parquet`` (tidy, with controls and CIs), ``directions.safetensors`` (+ JSON sidecar),
+``summary.json`` and one HTML figure per probe to ``--out``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+
+log = logging.getLogger(__name__)
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _open_store(path: Path) -> Any:
+    """The activation store at ``path`` (a seam tests can replace)."""
+    from innerprobe.store import ActivationStore
+
+    return ActivationStore.open(path)
+
+
+def _summary_table(best: Any, title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("probe", "split", "items", "best layer", "accuracy [95% CI]", "control task", "selectivity [95% CI]", "majority"):
+        table.add_column(col)
+    for r in best.itertuples():
+        sel = (
+            f"{r.selectivity:+.3f} [{r.selectivity_ci_low:+.3f}, {r.selectivity_ci_high:+.3f}]"
+            if hasattr(r, "selectivity") else "–"
+        )
+        table.add_row(
+            r.probe, r.split, r.items, str(r.layer), f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]",
+            f"{r.control_task:.3f}" if hasattr(r, "control_task") else "–", sel, f"{r.majority:.3f}",
+        )
+    return table
+
+
+def probe_cmd(
+    store: Path = typer.Option(..., "--store", help="Activation store directory (from `innerprobe capture`)."),
+    target: str = typer.Option("object_answer", help="Label column: object_answer | property_value | ..."),
+    site: str = typer.Option("resid_post", help="Hook site in the store."),
+    positions: str = typer.Option("h_last", help="Hypothetical positions to probe and transfer to, comma-separated."),
+    probes: str = typer.Option("logistic,mass_mean", help="Probe families, comma-separated."),
+    folds: int = typer.Option(5, help="Grouped stratified CV folds."),
+    C: float = typer.Option(0.1, "--C", help="Inverse L2 strength of the logistic probe (scikit-learn's C)."),
+    min_count: int | None = typer.Option(None, help="Drop classes with fewer items (default: error if < folds)."),
+    controls: bool = typer.Option(True, help="Fit shuffled, control-task and random-projection controls."),
+    n_boot: int = typer.Option(1000, help="Bootstrap resamples for CIs."),
+    seed: int = typer.Option(0, help="Seed for folds, controls and bootstrap."),
+    out: Path = typer.Option(Path("runs/probe"), help="Output directory."),
+) -> None:
+    """Probe a label at every layer (with controls) and test O→H / H→O transfer."""
+    from innerprobe.artifacts import provenance, write_json, write_parquet
+    from innerprobe.cli import Bars, _fail, console, out_console
+    from innerprobe.errors import InnerprobeError
+    from innerprobe.probes import ProbeConfig, best_layers, plot_layer_curves, probe_store
+
+    try:
+        config = ProbeConfig(
+            folds=folds, seed=seed, C=C, probes=tuple(_csv(probes)), controls=controls,
+            min_count=min_count, n_boot=n_boot,
+        )
+        st = _open_store(store)
+        with Bars() as bars:
+            result = probe_store(
+                st, target, site=site, hypothetical_positions=_csv(positions), config=config,
+                progress=bars.factory,
+            )
+    except InnerprobeError as e:
+        _fail(e)
+        return
+    manifest = dict(getattr(st, "manifest", {}) or {})
+    prov = provenance(
+        manifest.get("model") or manifest.get("fingerprint"), seed=seed,
+        template_hash=manifest.get("template_hash"), store=str(store), site=site, target=target,
+    )
+    df = result.to_dataframe()
+    write_parquet(out / "results.parquet", df)
+    result.save_directions(out / "directions.safetensors", prov)
+    best = best_layers(df)
+    write_json(out / "summary.json", {
+        "target": target, "site": site, "classes": result.classes, "n_items": result.n_items,
+        "n_dropped": result.n_dropped, "dropped_classes": result.dropped_classes,
+        "config": config.to_dict(), "best": best.to_dict(orient="records"), "provenance": prov,
+    })
+    for probe in config.probes:
+        fig = plot_layer_curves(df, probe=probe)
+        with_path = out / f"layers_{probe}.html"
+        fig.write_html(str(with_path), include_plotlyjs="cdn")
+    if result.n_dropped:
+        console.print(f"dropped {len(result.dropped_classes)} rare classes ({result.n_dropped} items)")
+    out_console.print(_summary_table(best, f"{target} · {site} · {result.n_items} items · {len(result.classes)} classes"))
+    console.print(f"wrote {out}/results.parquet, directions.safetensors, summary.json, layers_*.html")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("probe")(probe_cmd)

@@ -1,0 +1,227 @@
+"""Batched activation patching: exactness against loops and TransformerLens, controls, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from innerprobe import patching as P
+from innerprobe.errors import DataError
+from innerprobe.stats import normalised_recovery
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+A_TEXT = "the cat sat on the mat and the dog ran"
+B_TEXT = "the red sat on the mat and the dog ran"  # " cat" and " red" are both 3 tiny tokens
+C_TEXT = "one pig sat on the mat and a dog ran far"
+D_TEXT = "one two sat on the mat and a dog ran far"
+METRIC = (5, 9)
+
+
+@pytest.fixture(scope="module")
+def stack(tiny):
+    return P.LlamaStack(tiny)
+
+
+@pytest.fixture(scope="module")
+def pair(tiny):
+    a, b = tiny.tokenizer(A_TEXT)["input_ids"], tiny.tokenizer(B_TEXT)["input_ids"]
+    assert len(a) == len(b)
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def pair2(tiny):
+    c, d = tiny.tokenizer(C_TEXT)["input_ids"], tiny.tokenizer(D_TEXT)["input_ids"]
+    assert len(c) == len(d)
+    return c, d
+
+
+def _diff_positions(a, b):
+    return [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+
+
+def test_trace_matches_hf_forward(tiny, stack, pair):
+    with torch.inference_mode():
+        tr = P.trace(stack, pair[0])
+        out = tiny.hf_model(input_ids=torch.tensor([pair[0]]), output_hidden_states=True)
+    assert torch.allclose(tr.resid[1], out.hidden_states[1][0], atol=1e-5)
+    assert torch.allclose(stack.logits(tr.resid[-1][-1:]), out.logits[0, -1:], atol=1e-4)
+
+
+def test_clean_into_clean_changes_nothing(tiny, pair):
+    res = P.patch_grid(tiny, [(pair[0], pair[0])], [METRIC], n_boot=50)
+    assert np.allclose(res.patched, res.target_metric[0], atol=1e-5)
+    assert res.n_excluded == 1  # zero gap: recovery is undefined, not a fake 0 or 1
+    assert np.isnan(res.recovery).all()
+
+
+def test_first_layer_all_positions_is_full_recovery(tiny, stack, pair):
+    clean, corrupt = pair
+    src, tgt = P.trace(stack, clean), P.trace(stack, corrupt)
+    row = P.PatchRow(0, 0, tuple(range(len(clean))), src.resid[0])
+    val = P.run_rows(stack, [tgt], torch.tensor([METRIC]), [row]).numpy()
+    rec = normalised_recovery(val, P.baseline_metric(stack, tgt, METRIC), P.baseline_metric(stack, src, METRIC))
+    assert rec.values[0] == pytest.approx(1.0, abs=1e-5)
+    # The grid agrees: at layer 0 only the differing tokens carry the difference.
+    res = P.patch_grid(tiny, [pair], [METRIC], layers=[0], n_boot=50)
+    diff = _diff_positions(clean, corrupt)
+    same = [p for p in range(len(clean)) if p not in diff]
+    assert np.allclose(res.recovery[0, 0, same], 0.0, atol=1e-5)
+
+
+def test_batched_equals_looped(tiny, pair, pair2):
+    pairs, metrics = [pair, pair2], [METRIC, (7, 11)]
+    rel = [-9, -1]
+    res = P.patch_grid(tiny, pairs, metrics, positions=rel, max_rows=3, n_boot=50)
+    ref = P.looped_patch_grid(tiny, pairs, metrics, layers=[0, 1], positions=rel)
+    assert np.abs(res.patched - ref).max() <= 1e-4
+    assert res.patched.shape == (2, 2, 2)
+
+
+def test_suffix_strategies_agree(tiny, pair):
+    a = P.patch_grid(tiny, [pair], [METRIC], suffix="per_position", n_boot=50)
+    b = P.patch_grid(tiny, [pair], [METRIC], suffix="shared", max_rows=5, n_boot=50)
+    assert np.abs(a.patched - b.patched).max() <= 1e-5
+
+
+def test_batched_equals_transformerlens(tiny, pair):
+    import transformer_lens.patching as tlp
+
+    clean, corrupt = (torch.tensor([x]) for x in pair)
+    cells = pd.DataFrame({"layer": [0, 0, 1, 1, 1], "pos": [1, 2, 2, 5, len(pair[0]) - 1]})
+    with torch.inference_mode():
+        _, cache = tiny.bridge.run_with_cache(clean, names_filter=lambda n: n.endswith("hook_resid_pre"))
+        tl = tlp.get_act_patch_resid_pre(
+            tiny.bridge, corrupt, cache, lambda lg: lg[0, -1, METRIC[0]] - lg[0, -1, METRIC[1]],
+            index_axis_names=None, index_df=cells,
+        )
+    res = P.patch_grid(tiny, [pair], [METRIC], n_boot=50)
+    ours = res.patched[0][cells["layer"].to_numpy(), cells["pos"].to_numpy()]
+    assert np.abs(ours - tl.detach().numpy()).max() <= 1e-4
+
+
+def test_sites_are_consistent(tiny, pair):
+    pre = P.patch_grid(tiny, [pair], [METRIC], site="resid_pre", n_boot=50)
+    post = P.patch_grid(tiny, [pair], [METRIC], site="resid_post", n_boot=50)
+    assert np.allclose(post.patched[0, 0], pre.patched[0, 1], atol=1e-5)  # post(0) == pre(1)
+    # resid_post of the last layer at the last position is the whole source readout
+    assert post.patched[0, -1, -1] == pytest.approx(post.source_metric[0], abs=1e-5)
+    for site in ("attn_out", "mlp_out"):
+        r = P.patch_grid(tiny, [pair], [METRIC], site=site, n_boot=50)
+        first_diff = min(_diff_positions(*pair))
+        assert np.allclose(r.patched[0, :, :first_diff], r.target_metric[0], atol=1e-5)
+
+
+def test_control_pair_shows_no_effect():
+    """A token pair the model cannot tell apart (identical embedding rows) must patch to nothing."""
+    from innerprobe.models import load_model
+
+    model = load_model("tiny-random", device="cpu")
+    tok = model.tokenizer
+    a = tok(A_TEXT)["input_ids"]
+    p = _diff_positions(a, tok(B_TEXT)["input_ids"])[0]
+    twin = 17 if a[p] != 17 else 18
+    emb = P._orig(model.hf_model.model.embed_tokens).weight
+    with torch.no_grad():
+        emb[twin] = emb[a[p]]
+    b = list(a)
+    b[p] = twin
+    metric = (5, 9)  # neither is the twin, so the tied unembedding change does not enter
+    res = P.patch_grid(model, [(a, b)], [metric], n_boot=50)
+    assert abs(res.source_metric[0] - res.target_metric[0]) < 1e-6
+    assert np.abs(res.patched - res.target_metric[0]).max() < 1e-5
+    atp = P.attribution_patch(model, [(a, b)], [metric])
+    assert np.abs(atp.estimate).max() < 1e-6
+
+
+def test_attribution_matches_finite_difference(tiny, stack, pair):
+    clean, corrupt = pair
+    atp = P.attribution_patch(tiny, [pair], [METRIC])
+    src, tgt = P.trace(stack, clean), P.trace(stack, corrupt)
+    eps = 1e-3
+    rows = [
+        P.PatchRow(0, layer, (p,), (tgt.resid[layer][p] + eps * (src.resid[layer][p] - tgt.resid[layer][p]))[None])
+        for layer in range(2)
+        for p in range(len(clean))
+    ]
+    vals = P.run_rows(stack, [tgt], torch.tensor([METRIC]), rows).numpy().reshape(2, -1)
+    fd = (vals - P.baseline_metric(stack, tgt, METRIC)) / eps
+    assert np.corrcoef(fd.ravel(), atp.estimate[0].ravel())[0, 1] > 0.999
+    exact = P.patch_grid(tiny, [pair], [METRIC], n_boot=50)
+    assert -1 <= atp.correlation(exact) <= 1
+
+
+def test_transplant_of_own_residual_is_zero(tiny, pair):
+    h = pair[0]
+    pos = [3, 4, 5]
+    item = P.TransplantItem(h, METRIC, {"donor": (h, pos, pos), "other_task": (pair[1], pos, pos)})
+    res = P.transplant(tiny, [item, item], n_boot=50)
+    assert np.allclose(res.shift["donor"], 0.0, atol=1e-5)
+    assert np.abs(res.shift["random"]).max() > 1e-4  # a norm-matched random vector does move it
+    df = res.to_dataframe()
+    assert set(df["condition"]) == {"donor", "other_task", "random"}
+
+
+def test_result_tables(tiny, pair, pair2):
+    res = P.patch_grid(tiny, [pair, pair2], [METRIC, (7, 11)], positions=[-3, -2, -1], n_boot=50)
+    df = res.to_dataframe()
+    assert len(df) == 2 * 2 * 3
+    assert res.per_item.shape == (2, 2, 3)
+    assert res.position_labels[0].startswith("-3:")
+    json.dumps(res.summary())
+    assert P.heatmap(res).data[0].z.shape == (2, 3)
+
+
+def test_bad_inputs(tiny, pair):
+    a, b = pair
+    with pytest.raises(DataError, match="differ in length"):
+        P.patch_grid(tiny, [(a, b + [5])], [METRIC])
+    with pytest.raises(DataError, match="outside a prompt"):
+        P.patch_grid(tiny, [pair], [METRIC], positions=[len(a)])
+    with pytest.raises(DataError, match="empty pair set"):
+        P.patch_grid(tiny, [], [])
+    with pytest.raises(DataError, match="layers"):
+        P.patch_grid(tiny, [pair], [METRIC], layers=[5])
+    from innerprobe.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError):
+        P.patch_grid(tiny, [pair], [METRIC], site="resid_middle")
+
+
+def test_pairs_accounting_and_empty(tiny):
+    from innerprobe.pairs import build_pairs
+
+    with pytest.raises(DataError, match="empty pair set|no pair changes|no candidate"):
+        build_pairs(tiny, "animals", n_items=6, min_gap=1e9, per_item=2)
+    try:
+        ps = build_pairs(tiny, "animals", n_items=12, min_gap=-1e9, per_item=3, n_pairs=100, n_controls=100)
+    except DataError:
+        pytest.skip("the random tiny model changed no answer on these items")
+    for p in ps.pairs:
+        assert p.value_a != p.value_b and p.answer_a != p.answer_b
+        assert len(p.o_a) == len(p.o_b) and len(p.h_a) == len(p.h_b)
+    for c in ps.controls:
+        assert c.value_a == c.value_b and c.answer_a != c.answer_b
+    assert ps.n_candidates == sum(v for k, v in ps.excluded.items() if k not in ("unequal_length", "not_sequence")) + len(ps.pairs) + len(ps.controls)
+
+
+@pytest.mark.integration
+def test_smol_batched_equals_looped(smol):
+    from innerprobe.prompts import object_prompt
+
+    tok = smol.tokenizer
+    q = "What is the next 5 animals in the following text? Respond only with the next 5 animals and nothing else, including punctuation.\n{} \n"
+    a = object_prompt(tok, q.format("cat dog fox bear lion")).input_ids
+    b = object_prompt(tok, q.format("cat dog fox bear wolf")).input_ids
+    assert len(a) == len(b)
+    metric = (tok(" lion")["input_ids"][0], tok(" wolf")["input_ids"][0])
+    layers, rel = [0, 14, 29], [-12, -1]
+    res = P.patch_grid(smol, [(a, b)], [metric], layers=layers, positions=rel, n_boot=100)
+    ref = P.looped_patch_grid(smol, [(a, b)], [metric], layers=layers, positions=rel)
+    assert np.abs(res.patched - ref).max() <= 1e-4

@@ -1,0 +1,261 @@
+"""Per-layer probes: planted directions, batched vs scikit-learn, controls, transfer, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from innerprobe import probes as P
+from innerprobe.errors import DataError
+
+
+def _planted(n: int = 2000, d: int = 16, n_layers: int = 2, strength: float = 1.0, seed: int = 0):
+    """Binary labels, isotropic noise, signal along one unit direction u at every layer."""
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal(d)
+    u /= np.linalg.norm(u)
+    y = rng.integers(0, 2, n)
+    x = rng.standard_normal((n, n_layers, d)) + (2 * y - 1)[:, None, None] * strength * u
+    x += 10.0  # a constant offset, as residual streams have
+    return torch.tensor(x, dtype=torch.float32), np.array(["no", "yes"])[y], u
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+FAST = P.ProbeConfig(folds=3, n_boot=200, controls=False)
+
+
+def test_planted_direction_recovered_by_both_probes():
+    x, y, u = _planted()
+    res = P.run_probes({"O": x}, y, config=FAST)
+    for probe in ("mass_mean", "logistic"):
+        dirs = res.directions[(probe, "O")].numpy()  # [layer, class, d]
+        for layer in range(dirs.shape[0]):
+            theta = dirs[layer, 1] - dirs[layer, 0]  # "yes" − "no"
+            assert _cos(theta, u) > 0.99, (probe, layer)
+    acc = res.to_dataframe()
+    assert (acc["value"] > 0.8).all()
+
+
+def test_batched_logistic_matches_sklearn_on_same_folds():
+    x, y, _ = P.synthetic_activations(n=300, n_layers=4, d=48, n_classes=5, seed=1, signal=[0.3, 0.8, 1.5, 2.5])
+    lab = P.encode_labels(y, folds=4)
+    fold = P.make_folds(lab.ids, None, 4, seed=0)
+    w = P.fold_weights(fold, 4)
+    fitted = P.fit_logistic(x.permute(1, 0, 2), torch.as_tensor(lab.ids), w, 5, C=0.1)
+    oof, _ = P.heldout_predictions(fitted, x.permute(1, 0, 2), fold)
+    acc_fast = (oof.numpy() == lab.ids).mean(1)
+    ref = P.sklearn_logistic_oof(x, lab.ids, fold, C=0.1)
+    acc_ref = (ref == lab.ids).mean(1)
+    assert np.abs(acc_fast - acc_ref).max() <= 0.01, (acc_fast, acc_ref)
+    assert acc_ref[-1] > acc_ref[0] + 0.2  # the data have real, layer-dependent signal
+    assert (oof.numpy() == ref).mean() > 0.97
+
+
+def test_folds_are_grouped_stratified_and_seeded():
+    y = np.repeat(np.arange(3), 40)
+    groups = np.arange(120) // 2  # pairs of duplicates
+    f1 = P.make_folds(y, groups, 4, seed=0)
+    assert (P.make_folds(y, groups, 4, seed=0) == f1).all()
+    for g in np.unique(groups):
+        assert len(set(f1[groups == g])) == 1
+    for f in range(4):
+        assert np.bincount(y[f1 == f], minlength=3).min() >= 8
+
+
+def _task_with_types(seed: int = 0, n: int = 400, d: int = 64):
+    """Label = a function of the item, strong at layer 1; 25 word types shared across folds."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    dirs = rng.standard_normal((3, d))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    x = rng.standard_normal((n, 2, d))
+    x[:, 1] += 3.0 * dirs[y]
+    types = rng.integers(0, 25, n)
+    return torch.tensor(x, dtype=torch.float32), np.array(["a", "b", "c"])[y], types
+
+
+def test_controls_shuffled_near_chance_and_selectivity_positive():
+    x, y, types = _task_with_types()
+    res = P.run_probes({"O": x}, y, control_types=types, config=P.ProbeConfig(folds=4, n_boot=200))
+    df = res.to_dataframe()
+    strong = df[(df["layer"] == 1)]
+    for r in strong.itertuples():
+        assert r.value > 0.9
+        assert abs(r.shuffled - 1 / 3) < 0.12
+        assert r.selectivity > 0.3 and r.selectivity_ci_low > 0
+        assert r.random_proj < r.value - 0.2
+    weak = df[df["layer"] == 0]
+    assert (weak["value"] < 0.5).all()
+    assert {"ci_low", "ci_high", "n", "majority", "control_task", "split", "metric"} <= set(df.columns)
+    assert (df["ci_low"] <= df["value"]).all() and (df["value"] <= df["ci_high"]).all()
+
+
+def test_same_seed_same_numbers():
+    x, y, types = _task_with_types(n=200)
+    cfg = P.ProbeConfig(folds=3, n_boot=100)
+    a = P.run_probes({"O": x}, y, control_types=types, config=cfg).to_dataframe()
+    b = P.run_probes({"O": x}, y, control_types=types, config=cfg).to_dataframe()
+    pd.testing.assert_frame_equal(a, b)
+
+
+def _o_and_h(shared: bool, n: int = 400, d: int = 32, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    dirs_o = rng.standard_normal((3, d))
+    dirs_h = dirs_o if shared else rng.standard_normal((3, d))
+    xo = rng.standard_normal((n, 1, d)) + 2.0 * dirs_o[y][:, None]
+    xh = rng.standard_normal((n, 1, d)) + 2.0 * dirs_h[y][:, None] + 3.0  # H has its own offset
+    t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    return {"O": t(xo), "H:h_last": t(xh)}, np.array(["x", "y", "z"])[y]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_transfer_o_to_h(shared: bool):
+    runs, y = _o_and_h(shared)
+    df = P.run_probes(runs, y, config=FAST).to_dataframe()
+    assert set(df["split"]) == {"O", "H:h_last", "O→H:h_last", "H:h_last→O"}
+    within = df[(df["split"] == "H:h_last") & (df["probe"] == "mass_mean")]["value"].item()
+    assert within > 0.9  # H alone always carries the label
+    for items in ("held_out", "same"):
+        tr = df[(df["split"] == "O→H:h_last") & (df["items"] == items) & (df["probe"] == "mass_mean")]
+        acc = tr["value"].item()
+        assert (acc > 0.9) if shared else (acc < 0.6), (items, acc)
+
+
+def test_bad_input_errors():
+    x = torch.randn(30, 1, 4)
+    with pytest.raises(DataError, match="2 classes"):
+        P.run_probes({"O": x}, ["cat"] * 30)
+    y = ["cat"] * 2 + ["dog"] * 28
+    with pytest.raises(DataError, match=r"class 'cat' has 2 items; 5-fold CV needs >= 5.*min_count"):
+        P.run_probes({"O": x}, y)
+    with pytest.raises(DataError, match="2 classes"):  # dropping 'cat' leaves one class
+        P.run_probes({"O": x}, y, config=P.ProbeConfig(min_count=5))
+    bad = x.clone()
+    bad[3, 0, 1] = float("nan")
+    with pytest.raises(DataError, match="NaN/inf"):
+        P.run_probes({"O": bad}, ["a", "b"] * 15)
+    with pytest.raises(DataError, match="rows must align"):
+        P.run_probes({"O": x[:20]}, ["a", "b"] * 15)
+    with pytest.raises(DataError, match="missing"):
+        P.run_probes({"O": x}, ["a", None] * 15)
+
+
+def test_min_count_drops_rare_classes_and_reports():
+    x, y, _ = P.synthetic_activations(n=120, n_layers=1, d=8, n_classes=3, seed=0)
+    y = y.astype(object)
+    y[:3] = "rare"
+    res = P.run_probes({"O": x}, y, config=P.ProbeConfig(folds=3, min_count=5, controls=False, n_boot=50))
+    assert res.dropped_classes == {"rare": 3} and res.n_dropped == 3
+    assert res.n_items == 117 and "rare" not in res.classes
+
+
+class FakeStore:
+    """Store-like object with the ActivationStore contract (rows, keys, layers, read)."""
+
+    def __init__(self, runs: dict, rows: pd.DataFrame, layers: list[int]):
+        self._runs, self.rows, self.layers = runs, rows, layers
+        self.manifest = {"model": {"name": "fake"}}
+
+    def keys(self):
+        return list(self._runs)
+
+    def read(self, run, site, position, layers=None):
+        x = self._runs[(run, site, position)]
+        idx = [self.layers.index(layer) for layer in (layers or self.layers)]
+        return x[:, idx]
+
+
+def _fake_store(n: int = 240) -> FakeStore:
+    runs, y = _o_and_h(True, n=n)
+    compliant = np.ones(n, dtype=bool)
+    compliant[:12] = False
+    y = y.astype(object)
+    y[:12] = "junk"  # would break 5-fold CV if the non-compliant rows were kept
+    rows = pd.DataFrame({
+        "index": range(n), "id": [f"i{k}" for k in range(n)], "task": "animals",
+        "group": [f"w{k % 30} g{k}" for k in range(n)], "object_answer": y, "object_compliant": compliant,
+    })
+    two = lambda t: torch.cat([t, t * 0.5], 1)  # noqa: E731
+    return FakeStore(
+        {("object", "resid_post", "o_last"): two(runs["O"]), ("hypothetical", "resid_post", "h_last"): two(runs["H:h_last"])},
+        rows, [3, 7],
+    )
+
+
+def test_probe_store_filters_noncompliant_and_saves(tmp_path):
+    store = _fake_store()
+    res = P.probe_store(store, "object_answer", config=P.ProbeConfig(folds=3, n_boot=100))
+    assert res.n_items == 228 and "junk" not in res.classes
+    df = res.to_dataframe()
+    assert sorted(df["layer"].unique()) == [3, 7]
+    path = res.save_directions(tmp_path / "dirs.safetensors", {"seed": 0})
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    assert tensors["logistic/O"].shape == (2, 3, 32)
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["classes"] == res.classes and side["provenance"]["seed"] == 0
+    fig = P.plot_layer_curves(df)
+    assert len(fig.data) > 4
+    best = P.best_layers(df)
+    assert set(best["split"]) == {"O", "H:h_last", "O→H:h_last", "H:h_last→O"}
+    with pytest.raises(Exception, match="unknown target"):
+        P.probe_store(store, "nope")
+
+
+def test_cli_probe(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from innerprobe.cli import app
+    from innerprobe.commands import probe as cmd
+
+    monkeypatch.setattr(cmd, "_open_store", lambda path: _fake_store())
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["probe", "--store", str(tmp_path), "--folds", "3", "--n-boot", "50", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    for name in ("results.parquet", "directions.safetensors", "directions.json", "summary.json", "layers_logistic.html"):
+        assert (out / name).exists(), name
+    df = pd.read_parquet(out / "results.parquet")
+    assert {"selectivity", "control_task", "random_proj", "shuffled"} <= set(df.columns)
+    bad = CliRunner().invoke(app, ["probe", "--store", str(tmp_path), "--folds", "100", "--out", str(out)])
+    assert bad.exit_code == 2 and "fold" in bad.output
+
+
+@pytest.mark.integration
+def test_smol_batched_matches_sklearn(smol):
+    """Real SmolLM2 activations at o_last, 3 layers: batched L-BFGS ≈ scikit-learn per layer."""
+    from innerprobe.inference import left_pad
+    from innerprobe.prompts import PromptSpec, object_prompt
+    from innerprobe.tasks import item_meta, load_items
+
+    items = load_items("animals", n=150, split="train", seed=0)
+    prompts = [object_prompt(smol.tokenizer, q, PromptSpec()) for q in items["question"]]
+    ids, mask, _ = left_pad([p.input_ids for p in prompts], smol.tokenizer.pad_token_id or 0)
+    layers = [3, 12, 20]
+    names = {f"blocks.{i}.hook_resid_post" for i in layers}
+    acts = []
+    with torch.no_grad():
+        for s in range(0, len(prompts), 20):
+            _, cache = smol.bridge.run_with_cache(
+                ids[s:s + 20], attention_mask=mask[s:s + 20], names_filter=lambda n: n in names,
+                stop_at_layer=max(layers) + 1,
+            )
+            acts.append(torch.stack([cache[f"blocks.{i}.hook_resid_post"][:, -1] for i in layers], 1))
+    x = torch.cat(acts).float()
+    # label: does the last input animal start with a-m? (lexical, so decodable at every layer)
+    y = np.array([item_meta(r)["string"].split()[-1][0] <= "m" for r in items])
+    lab = P.encode_labels(y, folds=3)
+    fold = P.make_folds(lab.ids, None, 3, seed=0)
+    fast = P.fit_logistic(x.permute(1, 0, 2), torch.as_tensor(lab.ids), P.fold_weights(fold, 3), len(lab.classes))
+    oof, _ = P.heldout_predictions(fast, x.permute(1, 0, 2), fold)
+    acc_fast = (oof.numpy() == lab.ids).mean(1)
+    acc_ref = (P.sklearn_logistic_oof(x, lab.ids, fold) == lab.ids).mean(1)
+    assert np.abs(acc_fast - acc_ref).max() <= 0.01 + 1e-9, (acc_fast, acc_ref)
