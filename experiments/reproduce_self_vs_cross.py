@@ -43,7 +43,12 @@ from innerprobe.finetune import FinetuneConfig, finetune
 from innerprobe.models import load_model
 from innerprobe.properties import get_property
 from innerprobe.tasks import load_items
-from innerprobe.training_data import HELDOUT_TASKS, TRAIN_TASKS, build_training_data, save_training_data
+from innerprobe.training_data import (
+    HELDOUT_TASKS,
+    TRAIN_TASKS,
+    build_training_data,
+    save_training_data,
+)
 
 log = logging.getLogger("reproduce_self_vs_cross")
 

@@ -208,7 +208,7 @@ def _forward_gather(
     gather = Gather.build(spans, offsets, device)
     got: dict[tuple[str, int], Tensor] = {}
 
-    last = max(((layers[-1], SITE_ORDER[s]) for s in sites))
+    last = max((layers[-1], SITE_ORDER[s]) for s in sites)
     want = len(sites) * len(layers)
 
     def make_hook(site: str, layer: int) -> Callable[[Tensor, Any], None]:

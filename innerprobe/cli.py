@@ -135,7 +135,8 @@ def behave(
 ) -> None:
     """Measure self-prediction (and cross-prediction) of a model on a task and property."""
     from innerprobe.artifacts import provenance, write_json, write_parquet
-    from innerprobe.behavior import BehaviorConfig, behave as run_behave
+    from innerprobe.behavior import BehaviorConfig
+    from innerprobe.behavior import behave as run_behave
     from innerprobe.models import load_model
     from innerprobe.prompts import PromptSpec
     from innerprobe.properties import get_property

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from innerprobe.behavior import BehaviorConfig, behave, predict, property_labels, score
+from innerprobe.behavior import BehaviorConfig, behave, property_labels, score
 from innerprobe.errors import NotApplicableError, UnknownNameError
 from innerprobe.inference import generate, label_distribution, left_pad, next_token_logprobs
 from innerprobe.prompts import PromptSpec, label_tokens, object_prompt

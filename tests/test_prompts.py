@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from innerprobe.errors import UnknownNameError
-from innerprobe.properties import get_property
 from innerprobe.prompts import (
     PromptSpec,
     hypothetical_prompt,
@@ -14,6 +13,7 @@ from innerprobe.prompts import (
     label_tokens,
     object_prompt,
 )
+from innerprobe.properties import get_property
 
 Q = (
     "What is the next 5 animals in the following text? Respond only with the next 5 animals "
