@@ -40,13 +40,40 @@ def _positions(value: str) -> list[str | int]:
     return [int(v) if v.lstrip("-").isdigit() else v for v in _csv(value)]
 
 
-def object_labels(behavior) -> dict[str, list]:  # noqa: ANN001 (ObjectBehavior)
-    """The row-table label columns derived from the object behaviour."""
+def first_vocabulary_word(cleaned: str, vocabulary: set[str] | None) -> str | None:
+    """The first word of a cleaned response that belongs to the task vocabulary.
+
+    SmolLM2 often answers "1. deer, 2. cat": the answer the model *means* is "deer", while the
+    paper's property rules read the literal text ("1"). Without a vocabulary, the first word.
+    """
+    words = cleaned.split()
+    if not vocabulary:
+        return words[0] if words else None
+    return next((w for w in words if w in vocabulary), None)
+
+
+def object_labels(behavior, prop, vocabulary: set[str] | None = None) -> dict[str, list]:  # noqa: ANN001
+    """The row-table label columns derived from the object behaviour.
+
+    * ``object_answer``: the first task-vocabulary word of the response (the answered animal);
+    * ``answer_property``: ``prop`` applied to that word (e.g. its first character);
+    * ``property_value``: ``prop`` applied to the whole response, the paper's ground truth;
+    * ``object_compliant``: the paper's object compliance.
+    """
+    answers = [first_vocabulary_word(c, vocabulary) if c else None for c in behavior.cleaned]
     return {
-        "object_answer": [c.split()[0] if c else None for c in behavior.cleaned],
+        "object_answer": answers,
+        "answer_property": [prop.extract(a) if a else None for a in answers],
         "property_value": list(behavior.values),
         "object_compliant": [bool(c) for c in behavior.compliant],
     }
+
+
+def _vocabulary(items) -> set[str] | None:  # noqa: ANN001 (Dataset)
+    from innerprobe.tasks import TASKS
+
+    words = {w for t in set(items["task"]) if t in TASKS for w in (TASKS[t].vocabulary or ())}
+    return words or None
 
 
 def capture_cmd(
@@ -94,7 +121,7 @@ def capture_cmd(
                 m, items, prop, spec=spec, sites=_csv(sites), layers=_layers(layers),
                 object_positions=_positions(object_positions),
                 hypothetical_positions=_positions(hypothetical_positions),
-                labels=object_labels(behavior), out=out, batch_size=batch_size,
+                labels=object_labels(behavior, prop, _vocabulary(items)), out=out, batch_size=batch_size,
                 shard_size=shard_size, dtype=dtype, seed=seed,
                 progress=bars.factory("capture", len(items)),
             )
