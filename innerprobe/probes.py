@@ -1,20 +1,28 @@
 """Per-layer linear probes with controls, and object → hypothetical transfer.
 
 A *probe* asks whether a label (the object-level answer word, its property value...) can be read
-linearly off the residual stream at one layer. Two probe families, fitted at every layer:
+linearly off the residual stream at one layer. Three probe families, fitted at every layer
+(the default sweep is ``ridge`` + ``mass_mean``, both closed-form; ``logistic`` is opt-in):
 
+``ridge``
+    scikit-learn's ``RidgeClassifier``: least squares onto one-vs-rest ±1 targets with an L2
+    penalty ``alpha``, on train-fold standardised features; predict the argmax score. Closed form,
+    so all layers and folds are solved exactly from per-layer sufficient statistics (one Gram
+    matrix per layer, downdated per fold) with batched Cholesky solves — see :func:`fit_ridge`.
+    It is the fast sweep; the reference is :func:`sklearn_ridge_oof`.
 ``logistic``
     Multinomial logistic regression with an L2 penalty, on features standardised with the
     *training fold's* mean and standard deviation. The objective is scikit-learn's:
     ``C · Σ_i CE(y_i, W x_i + b) + ½‖W‖²`` (the intercept is not penalised).
 ``mass_mean``
-    Difference-in-means (Marks & Tegmark 2023). Each class c gets its mean ``μ_c`` in raw
-    activation space; an item goes to the nearest class mean, i.e. the argmax of
-    ``w_c·x + b_c`` with ``w_c = μ_c − μ̄`` (``μ̄`` the mean of class means) and
-    ``b_c = −½‖μ_c‖²`` (the dropped ``x·μ̄`` is the same for every class). For two classes the
-    direction ``w_1 − w_0`` is the classic ``θ = μ+ − μ−``.
+    Difference-in-means (Marks & Tegmark 2023). Each class c gets its mean ``μ_c``; an item goes
+    to the nearest class mean, i.e. the argmax of ``w_c·x + b_c`` with ``w_c = μ_c − μ̄`` (``μ̄``
+    the mean of class means) and ``b_c = −½‖μ_c‖²`` (the dropped ``x·μ̄`` is the same for every
+    class). Distances are taken on train-fold standardised features by default (massive residual
+    dimensions would otherwise dominate them); the saved directions are the raw ``μ_c − μ̄``, for
+    two classes the classic ``θ = μ+ − μ−``.
 
-**Fast path.** All layers *and* all folds are fitted at once: the weights are one tensor
+**Logistic fast path.** All layers *and* all folds are fitted at once: the weights are one tensor
 ``[layer, fold, d, C]`` and full-batch L-BFGS minimises the sum of the (separable) per-problem
 objectives, each divided by its training-set size so that every problem has the same scale. The
 train-fold standardisation is folded into the weights (``W/σ`` and ``b − (μ/σ)·W``), so the
@@ -58,7 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from innerprobe import stats
@@ -68,6 +76,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "PROBES",
+    "DEFAULT_PROBES",
     "ProbeConfig",
     "Labels",
     "LinearProbe",
@@ -77,7 +86,9 @@ __all__ = [
     "fold_weights",
     "fit_logistic",
     "fit_mass_mean",
+    "fit_ridge",
     "sklearn_logistic_oof",
+    "sklearn_ridge_oof",
     "heldout_predictions",
     "shuffled_labels",
     "control_task_labels",
@@ -89,7 +100,8 @@ __all__ = [
     "best_layers",
 ]
 
-PROBES: tuple[str, ...] = ("logistic", "mass_mean")
+PROBES: tuple[str, ...] = ("ridge", "logistic", "mass_mean")
+DEFAULT_PROBES: tuple[str, ...] = ("ridge", "mass_mean")
 Progress = Callable[[str, int], Callable[[int], None]]
 
 
@@ -97,9 +109,14 @@ Progress = Callable[[str, int], Callable[[int], None]]
 class ProbeConfig:
     """Knobs of a probe run (recorded in every artifact).
 
-    ``C`` is scikit-learn's inverse L2 strength on standardised features. ``min_count`` drops
+    ``probes`` defaults to the fast closed-form sweep (``ridge`` and ``mass_mean``); add
+    ``"logistic"`` for the exact multinomial-logistic objective (L-BFGS: slow on CPU, meant for
+    GPU or as a reference). ``ridge_alpha`` is scikit-learn's ``RidgeClassifier`` ``alpha`` on
+    standardised features; ``ridge_mixed`` factors in float32 with float64 refinement.
+    ``C`` is scikit-learn's inverse L2 strength on standardised features (logistic). ``min_count`` drops
     classes with fewer items (and reports how many); without it a class rarer than ``folds`` is
-    an error. ``transfer`` limits transfer to run pairs of different kinds (O ↔ H).
+    an error. ``tol`` is scikit-learn's gradient tolerance. Transfer is computed between runs of
+    different kinds (O ↔ H), never between two H positions.
     """
 
     folds: int = 5
@@ -107,12 +124,15 @@ class ProbeConfig:
     C: float = 0.1
     max_iter: int = 200
     tol: float = 1e-4
-    probes: tuple[str, ...] = PROBES
+    probes: tuple[str, ...] = DEFAULT_PROBES
     controls: bool = True
     min_count: int | None = None
     n_boot: int = 1000
     alpha: float = 0.05
     device: str = "cpu"
+    mass_mean_standardise: bool = True
+    ridge_alpha: float = 10.0
+    ridge_mixed: bool = True
 
     def __post_init__(self) -> None:
         for p in self.probes:
@@ -122,6 +142,8 @@ class ProbeConfig:
             raise DataError(f"folds must be >= 2, got {self.folds}")
         if self.C <= 0:
             raise DataError(f"C must be > 0, got {self.C}")
+        if self.ridge_alpha <= 0:
+            raise DataError(f"ridge_alpha must be > 0, got {self.ridge_alpha}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,7 +202,7 @@ def encode_labels(y: Sequence[Any], *, folds: int, min_count: int | None = None)
             )
     classes = sorted(kept_counts)
     index = {c: i for i, c in enumerate(classes)}
-    ids = np.array([index[v] for v, k in zip(values, keep) if k], dtype=np.int64)
+    ids = np.array([index[v] for v, k in zip(values, keep, strict=True) if k], dtype=np.int64)
     return Labels(ids=ids, classes=classes, keep=keep, dropped_classes=dropped)
 
 
@@ -232,12 +254,15 @@ class LinearProbe:
 
     W: Float[Tensor, "layer fold d n_class"]
     b: Float[Tensor, "layer fold n_class"]
+    raw_directions: Float[Tensor, "layer fold n_class d"] | None = None
 
     def logits(self, x: Float[Tensor, "layer n d"]) -> Float[Tensor, "layer fold n n_class"]:
         return torch.einsum("lnd,lfdc->lfnc", x, self.W) + self.b[:, :, None, :]
 
     def directions(self) -> Float[Tensor, "layer n_class d"]:
-        """Per-class weight vectors of the all-items fit, centred over classes."""
+        """Per-class weight vectors of the all-items fit (last fold row), centred over classes."""
+        if self.raw_directions is not None:
+            return self.raw_directions[:, -1].contiguous()
         w = self.W[:, -1]  # [layer, d, C]
         return (w - w.mean(-1, keepdim=True)).permute(0, 2, 1).contiguous()
 
@@ -348,12 +373,21 @@ def fit_logistic(
 
 
 def fit_mass_mean(
-    x: Float[Tensor, "layer n d"], y: Int[Tensor, " n"], w: Float[Tensor, "fold n"], n_classes: int
+    x: Float[Tensor, "layer n d"],
+    y: Int[Tensor, " n"],
+    w: Float[Tensor, "fold n"],
+    n_classes: int,
+    *,
+    standardise: bool = True,
 ) -> LinearProbe:
-    """Nearest-class-mean classifier per (layer, fold) in raw space, as ``w_c = μ_c − μ̄`` plus a bias.
+    """Nearest-class-mean classifier per (layer, fold), as ``w_c·x + b_c`` with ``w_c ∝ μ_c − μ̄``.
 
     ``argmin_c ‖x − μ_c‖² = argmax_c x·μ_c − ½‖μ_c‖²``; subtracting the class-independent
-    ``x·μ̄`` changes no prediction and makes ``w_c = μ_c − μ̄`` the weight vectors.
+    ``x·μ̄`` changes no prediction and makes ``w_c = μ_c − μ̄`` the weight vectors. With
+    ``standardise`` the distances are taken on train-fold standardised features (a diagonal
+    version of Marks & Tegmark's whitened "IID" variant), so a few massive, high-variance
+    residual dimensions do not swamp the class signal; the returned *directions* are always the
+    raw ``μ_c − μ̄`` (for two classes ``θ = μ+ − μ−``).
     """
     x = x.double()
     w = w.to(x)
@@ -361,10 +395,181 @@ def fit_mass_mean(
     cw = w[:, :, None] * onehot[None]  # [f, n, C]
     counts = cw.sum(1).clamp_min(1)  # [f, C]
     means = torch.einsum("fnc,lnd->lfcd", cw, x) / counts[None, :, :, None]  # [l, f, C, d]
-    centre = means.mean(2, keepdim=True)
-    W = (means - centre).transpose(-1, -2)  # [l, f, d, C]
-    b = -0.5 * (means * means).sum(-1)  # [l, f, C]
-    return LinearProbe(W.float(), b.float())
+    raw_dirs = means - means.mean(2, keepdim=True)
+    if standardise:
+        mu, sd = _standardise_stats(x, w)
+    else:
+        mu, sd = torch.zeros_like(means[:, :, 0]), torch.ones_like(means[:, :, 0])
+    m = (means - mu[:, :, None]) / sd[:, :, None]  # class means in standardised units
+    mc = m - m.mean(2, keepdim=True)
+    W = (mc / sd[:, :, None]).transpose(-1, -2)  # [l, f, d, C]
+    b = -0.5 * (m * m).sum(-1) - torch.einsum("lfd,lfcd->lfc", mu / sd, mc)
+    return LinearProbe(W.float(), b.float(), raw_dirs.float())
+
+
+def _ridge_targets(y: Int[Tensor, " n"], n_classes: int, dtype: torch.dtype) -> Float[Tensor, "n k"]:
+    """scikit-learn's ``RidgeClassifier`` targets: one ±1 column per class, or one column for two."""
+    onehot = torch.nn.functional.one_hot(y, n_classes).to(dtype)
+    t = 2 * onehot - 1
+    return t[:, 1:] if n_classes == 2 else t
+
+
+def _ridge_cost(n: int, d: int, n_train: Sequence[int]) -> tuple[float, float]:
+    """Flop estimates per layer of the primal (shared Gram, downdated) and dual (kernel) solves."""
+    primal = 4.0 * n * d * d + len(n_train) * d**3 / 3
+    dual = sum(2.0 * m * m * d + m**3 / 3 for m in n_train)
+    return primal, dual
+
+
+def _refined_solve(
+    system: Float[Tensor, "*batch m m"],
+    matvec: Callable[[Tensor], Tensor],
+    rhs: Float[Tensor, "*batch m k"],
+    mixed: bool,
+    max_refine: int = 10,
+    rtol: float = 1e-5,
+) -> Float[Tensor, "*batch m k"]:
+    """Solve SPD ``system · u = rhs`` (float64 answer), batched.
+
+    With ``mixed`` the Cholesky factor is computed in float32 (about twice as fast on CPU) and the
+    answer is polished by iterative refinement: residuals ``rhs − A u`` are taken in float64 with
+    the exact operator ``matvec`` (thin products, no float64 matrix needed), each correction
+    solved with the float32 factor, until a correction is below ``rtol`` of the answer (each
+    step shrinks the error by ~cond·1e-7; typically two steps, leaving ~1e-10 relative error).
+    If the float32 factorisation fails or refinement stalls
+    (very ill-conditioned systems), it falls back to a float64 factorisation.
+    """
+    if mixed:
+        chol, info = torch.linalg.cholesky_ex(system.float())
+        if not bool((info != 0).any()):
+            u = _chol_solve(chol, rhs.float()).double()
+            for _ in range(max_refine):
+                delta = _chol_solve(chol, (rhs - matvec(u)).float()).double()
+                u = u + delta
+                # the error left is about (convergence factor) × |delta|: stop once that is negligible
+                if float(delta.abs().amax()) <= rtol * float(u.abs().amax()):
+                    return u
+            log.debug("fit_ridge: mixed-precision refinement stalled; refactoring in float64")
+    return _chol_solve(torch.linalg.cholesky(system.double()), rhs)
+
+
+def _chol_solve(chol: Tensor, rhs: Tensor) -> Tensor:
+    """``(L Lᵀ)⁻¹ rhs`` by two triangular solves (faster than ``torch.cholesky_solve`` on CPU)."""
+    half = torch.linalg.solve_triangular(chol, rhs, upper=False)
+    return torch.linalg.solve_triangular(chol.mT, half, upper=True)
+
+
+def fit_ridge(
+    x: Float[Tensor, "layer n d"],
+    y: Int[Tensor, " n"],
+    w: Float[Tensor, "fold n"],
+    n_classes: int,
+    *,
+    alpha: float = 1.0,
+    solver: str = "auto",
+    mixed: bool = True,
+) -> LinearProbe:
+    """Ridge (least-squares) classifier for every (layer, fold) at once, in closed form.
+
+    This is scikit-learn's ``RidgeClassifier(alpha)`` on ``StandardScaler``-ed training folds:
+    targets ``t_ic = +1`` if item ``i`` is in class ``c`` else ``−1`` (one column for two
+    classes), an unpenalised intercept, and per (layer, fold) the weights minimising
+    ``Σ_train ‖t_i − z_i V − b‖² + α‖V‖²`` with ``z = (x − μ_f)/σ_f`` standardised by the training
+    fold. The prediction is the argmax of the scores (for two classes, the sign).
+
+    **Primal form (shared work).** Write ``S_f = Σ_train (x−μ_f)(x−μ_f)ᵀ`` (the fold's scatter
+    matrix) and ``D_f = diag(σ_f)``. Substituting ``z = D_f⁻¹(x−μ_f)`` shows that the weights in
+    *raw* units, ``W = D_f⁻¹V``, solve ``(S_f + α D_f²) W = Σ_train (x−μ_f) t_iᵀ``: the
+    standardisation is just a per-feature penalty ``α σ_j²``, and the centring comes from sums.
+    So each layer needs one Gram matrix ``XᵀX``, ``XᵀT`` and ``Σx`` over *all* items; a fold's
+    training statistics are those minus the held-out items' contribution (downdating, costing
+    ``n_heldout·d²``), and all ``layer × fold`` systems are solved by one batched Cholesky.
+    **Dual form.** When ``n_train < d`` the ``n_train × n_train`` kernel system
+    ``(Z Zᵀ + αI) A = T_c``, ``V = Zᵀ A`` can be cheaper, but needs each fold's own kernel;
+    ``solver="auto"`` picks whichever needs fewer flops (both give the same solution).
+
+    **Precision.** Answers are float64-accurate. With ``mixed`` (default) matrices are formed and
+    factored in float32 and the solution is refined with float64 residuals (see
+    :func:`_refined_solve`); ``mixed=False`` does everything in float64.
+
+    ``w`` holds 0/1 training indicators (rows of :func:`fold_weights`). The returned probe's
+    weights are float64; for two classes column 0 is zero and column 1 holds the score.
+    """
+    if solver not in ("auto", "primal", "dual"):
+        raise UnknownNameError("ridge solver", solver, ("auto", "primal", "dual"))
+    if alpha <= 0:
+        raise DataError(f"ridge alpha must be > 0, got {alpha}")
+    x = x.double()
+    w = w.to(x)
+    if not bool(((w == 0) | (w == 1)).all()):
+        raise DataError("fit_ridge needs 0/1 training indicators in w (rows of fold_weights)")
+    n_layer, n, d = x.shape
+    n_fold = w.shape[0]
+    centre = x.mean(1, keepdim=True)  # [l, 1, d]
+    x = x - centre  # centre each layer once: no cancellation in XᵀX below
+    xm = x.float() if mixed else x  # the precision the matrices are formed and factored in
+    t = _ridge_targets(y.to(x.device), n_classes, x.dtype)  # [n, k]
+    train = [torch.nonzero(w[f] > 0).flatten() for f in range(n_fold)]
+    n_tr = [len(i) for i in train]
+    if min(n_tr) < 2:
+        raise DataError(f"fit_ridge: a fold has {min(n_tr)} training items; need >= 2")
+    if solver == "auto":
+        primal, dual = _ridge_cost(n, d, n_tr)
+        solver = "primal" if primal <= dual else "dual"
+    mu, sd = _standardise_stats(x, w)  # [l, f, d] each
+    cnt = w.sum(1)  # [f]
+    t_mean = (w @ t) / cnt[:, None]  # [f, k]
+    if solver == "primal":
+        # everything fold-major ([fold, layer, ...]) so that each fold's block is contiguous
+        gram = xm.transpose(1, 2) @ xm  # [l, d, d], once per layer
+        m = torch.empty(n_fold, n_layer, d, d, dtype=xm.dtype, device=x.device)
+        mu_f, s2 = mu.transpose(0, 1), (sd**2).transpose(0, 1)  # [f, l, d]
+        for f in range(n_fold):
+            held = torch.nonzero(w[f] == 0).flatten()
+            xh = xm[:, held]
+            mf = mu_f[f].to(xm)
+            # downdate, centre about the fold mean, add the standardisation-as-penalty diagonal
+            torch.baddbmm(gram, xh.transpose(1, 2), xh, alpha=-1.0, out=m[f])
+            m[f].baddbmm_(mf[:, :, None], mf[:, None, :], alpha=-float(cnt[f]))
+            m[f].diagonal(dim1=-2, dim2=-1).add_(alpha * s2[f].to(xm))
+        k = t.shape[1]
+        wt = (w[:, :, None] * t[None]).permute(1, 0, 2).reshape(n, n_fold * k)  # [n, f·k]
+        rhs = (x.transpose(1, 2) @ wt).view(n_layer, d, n_fold, k).permute(2, 0, 1, 3)
+        rhs = rhs - cnt[:, None, None, None] * mu_f[..., None] * t_mean[:, None, None, :]  # [f, l, d, k]
+        wk = w.T.repeat_interleave(k, dim=1)  # [n, f·k]: each fold's training mask per column
+
+        def matvec(u: Tensor) -> Tensor:
+            """``(S_f + α D_f²) u`` for every fold at once, reading ``x`` twice (float64)."""
+            xu = x @ u.permute(1, 2, 0, 3).reshape(n_layer, d, n_fold * k)  # [l, n, f·k]
+            back = (x.transpose(1, 2) @ (xu * wk)).view(n_layer, d, n_fold, k).permute(2, 0, 1, 3)
+            centre_term = cnt[:, None, None, None] * mu_f[..., None] * (mu_f[:, :, None, :] @ u)
+            return back - centre_term + alpha * s2[..., None] * u
+
+        W = _refined_solve(m, matvec, rhs, mixed).transpose(0, 1)  # [l, f, d, k]
+    else:
+        W = torch.empty(n_layer, n_fold, d, t.shape[1], dtype=x.dtype, device=x.device)
+        for f, idx in enumerate(train):
+            z = (x[:, idx] - mu[:, f, None]) / sd[:, f, None]  # [l, m, d]
+            zm = z.float() if mixed else z
+            kern = zm @ zm.transpose(1, 2)
+            kern.diagonal(dim1=-2, dim2=-1).add_(alpha)
+            tc = (t[idx] - t_mean[f]).expand(n_layer, -1, -1)
+
+            def matvec(a: Tensor, z: Tensor = z) -> Tensor:
+                return z @ (z.transpose(1, 2) @ a) + alpha * a
+
+            a = _refined_solve(kern, matvec, tc, mixed)
+            W[:, f] = (z.transpose(1, 2) @ a) / sd[:, f, :, None]
+    # scores on raw x: (x − centre − μ_f)·W + t̄_f, so the centring moves into the bias
+    b = t_mean[None] - torch.einsum("lfd,lfdk->lfk", mu + centre, W)
+    return _ridge_probe(W, b, n_classes)
+
+
+def _ridge_probe(W: Tensor, b: Tensor, n_classes: int) -> LinearProbe:
+    if n_classes == 2:
+        W = torch.cat([torch.zeros_like(W), W], -1)
+        b = torch.cat([torch.zeros_like(b), b], -1)
+    return LinearProbe(W, b)
 
 
 def heldout_predictions(
@@ -402,6 +607,37 @@ def sklearn_logistic_oof(
             clf.fit(scaler.transform(arr[tr, layer]), y[tr])
             out[layer, te] = clf.predict(scaler.transform(arr[te, layer]))
     return out
+
+
+def sklearn_ridge_oof(
+    x: Float[Tensor, "n layer d"] | np.ndarray,
+    y: Int[np.ndarray, " n"],
+    fold: Int[np.ndarray, " n"],
+    *,
+    alpha: float = 1.0,
+) -> tuple[Int[np.ndarray, "layer n"], Float[np.ndarray, "layer n k"]]:
+    """Reference path: ``StandardScaler`` + ``RidgeClassifier`` looped over (layer, fold).
+
+    Returns out-of-fold (predictions, decision values); decision values have one column for
+    two classes (scikit-learn's convention), else one per class.
+    """
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    arr = x.double().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float64)
+    n, n_layer, _ = arr.shape
+    k = 1 if len(np.unique(y)) == 2 else len(np.unique(y))
+    pred = np.zeros((n_layer, n), dtype=np.int64)
+    dec = np.zeros((n_layer, n, k))
+    for layer in range(n_layer):
+        for f in np.unique(fold):
+            tr, te = fold != f, fold == f
+            scaler = StandardScaler().fit(arr[tr, layer])
+            clf = RidgeClassifier(alpha=alpha).fit(scaler.transform(arr[tr, layer]), y[tr])
+            z = scaler.transform(arr[te, layer])
+            pred[layer, te] = clf.predict(z)
+            dec[layer, te] = clf.decision_function(z).reshape(int(te.sum()), k)
+    return pred, dec
 
 
 # ------------------------------------------------------------------------------- controls
@@ -548,8 +784,8 @@ def run_probes(
     keep = labels.keep
     ids = labels.ids
     n_cls = len(labels.classes)
-    grp = None if groups is None else [g for g, k in zip(groups, keep) if k]
-    types = grp if control_types is None else [t for t, k in zip(control_types, keep) if k]
+    grp = None if groups is None else [g for g, k in zip(groups, keep, strict=True) if k]
+    types = grp if control_types is None else [t for t, k in zip(control_types, keep, strict=True) if k]
     if types is None:
         types = list(range(len(ids)))
     fold = make_folds(ids, grp, config.folds, config.seed)
@@ -579,8 +815,10 @@ def run_probes(
                 proj = (lambda x: random_projection(x, max(1, n_cls - 1), config.seed)) if view == "random_proj" else (lambda x: x)
                 if probe == "logistic":
                     fitted = fit_logistic(proj(xs[src]), y_t, w_dev, n_cls, C=config.C, max_iter=config.max_iter, tol=config.tol)
+                elif probe == "ridge":
+                    fitted = fit_ridge(proj(xs[src]), y_t, w_dev, n_cls, alpha=config.ridge_alpha, mixed=config.ridge_mixed)
                 else:
-                    fitted = fit_mass_mean(proj(xs[src]), y_t, w_dev, n_cls)
+                    fitted = fit_mass_mean(proj(xs[src]), y_t, w_dev, n_cls, standardise=config.mass_mean_standardise)
                 if view == "task":
                     directions[(probe, src)] = fitted.directions().cpu()
                 for s, tgt in pairs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -31,10 +32,10 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 FAST = P.ProbeConfig(folds=3, n_boot=200, controls=False)
 
 
-def test_planted_direction_recovered_by_both_probes():
+def test_planted_direction_recovered_by_every_probe():
     x, y, u = _planted()
-    res = P.run_probes({"O": x}, y, config=FAST)
-    for probe in ("mass_mean", "logistic"):
+    res = P.run_probes({"O": x}, y, config=P.ProbeConfig(folds=3, n_boot=200, controls=False, probes=P.PROBES))
+    for probe in ("mass_mean", "logistic", "ridge"):
         dirs = res.directions[(probe, "O")].numpy()  # [layer, class, d]
         for layer in range(dirs.shape[0]):
             theta = dirs[layer, 1] - dirs[layer, 0]  # "yes" − "no"
@@ -200,7 +201,7 @@ def test_probe_store_filters_noncompliant_and_saves(tmp_path):
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
-    assert tensors["logistic/O"].shape == (2, 3, 32)
+    assert tensors["ridge/O"].shape == (2, 3, 32) and tensors["mass_mean/O"].shape == (2, 3, 32)
     side = json.loads(path.with_suffix(".json").read_text())
     assert side["classes"] == res.classes and side["provenance"]["seed"] == 0
     fig = P.plot_layer_curves(df)
@@ -221,12 +222,14 @@ def test_cli_probe(tmp_path, monkeypatch):
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["probe", "--store", str(tmp_path), "--folds", "3", "--n-boot", "50", "--out", str(out)])
     assert r.exit_code == 0, r.output
-    for name in ("results.parquet", "directions.safetensors", "directions.json", "summary.json", "layers_logistic.html"):
+    for name in ("results.parquet", "directions.safetensors", "directions.json", "summary.json", "layers_ridge.html"):
         assert (out / name).exists(), name
     df = pd.read_parquet(out / "results.parquet")
     assert {"selectivity", "control_task", "random_proj", "shuffled"} <= set(df.columns)
     bad = CliRunner().invoke(app, ["probe", "--store", str(tmp_path), "--folds", "100", "--out", str(out)])
     assert bad.exit_code == 2 and "fold" in bad.output
+    bad = CliRunner().invoke(app, ["probe", "--store", str(tmp_path), "--probes", "ridge,lasso", "--out", str(out)])
+    assert bad.exit_code == 2 and "lasso" in bad.output and "ridge" in bad.output
 
 
 @pytest.mark.integration
@@ -254,8 +257,93 @@ def test_smol_batched_matches_sklearn(smol):
     y = np.array([item_meta(r)["string"].split()[-1][0] <= "m" for r in items])
     lab = P.encode_labels(y, folds=3)
     fold = P.make_folds(lab.ids, None, 3, seed=0)
-    fast = P.fit_logistic(x.permute(1, 0, 2), torch.as_tensor(lab.ids), P.fold_weights(fold, 3), len(lab.classes))
-    oof, _ = P.heldout_predictions(fast, x.permute(1, 0, 2), fold)
+    xl, w, y_t = x.permute(1, 0, 2), P.fold_weights(fold, 3), torch.as_tensor(lab.ids)
+    fast = P.fit_logistic(xl, y_t, w, len(lab.classes))
+    oof, _ = P.heldout_predictions(fast, xl, fold)
     acc_fast = (oof.numpy() == lab.ids).mean(1)
     acc_ref = (P.sklearn_logistic_oof(x, lab.ids, fold) == lab.ids).mean(1)
     assert np.abs(acc_fast - acc_ref).max() <= 0.01 + 1e-9, (acc_fast, acc_ref)
+    # ridge: exact parity with scikit-learn's RidgeClassifier on real activations (n_train < d: dual)
+    ridge_oof, _ = P.heldout_predictions(P.fit_ridge(xl, y_t, w, len(lab.classes), alpha=10.0), xl, fold)
+    ridge_ref, _ = P.sklearn_ridge_oof(x, lab.ids, fold, alpha=10.0)
+    assert (ridge_oof.numpy() == ridge_ref).mean() >= 0.99
+    acc_ridge = (ridge_oof.numpy() == lab.ids).mean(1)
+    logging.getLogger(__name__).info("smol o_last acc: logistic %s, sklearn %s, ridge %s", acc_fast, acc_ref, acc_ridge)
+    assert acc_ridge.mean() >= acc_ref.mean() - 0.03, (acc_ridge, acc_ref)
+
+
+@pytest.mark.parametrize("standardise", [True, False])
+def test_mass_mean_is_nearest_class_mean(standardise: bool):
+    x, y, _ = P.synthetic_activations(n=90, n_layers=2, d=12, n_classes=3, seed=2)
+    lab = P.encode_labels(y, folds=3)
+    fold = P.make_folds(lab.ids, None, 3, seed=0)
+    xl = x.permute(1, 0, 2).double()
+    fitted = P.fit_mass_mean(xl, torch.as_tensor(lab.ids), P.fold_weights(fold, 3), 3, standardise=standardise)
+    oof, _ = P.heldout_predictions(fitted, xl.float(), fold)
+    for layer in range(2):
+        for f in range(3):
+            tr, te = fold != f, fold == f
+            a = xl[layer].numpy()
+            mu, sd = (a[tr].mean(0), a[tr].std(0)) if standardise else (0.0, 1.0)
+            z = (a - mu) / sd
+            means = np.stack([z[tr][lab.ids[tr] == c].mean(0) for c in range(3)])
+            brute = ((z[te][:, None] - means[None]) ** 2).sum(-1).argmin(1)
+            assert (oof[layer].numpy()[te] == brute).all()
+
+
+def _oof_scores(fitted: P.LinearProbe, x: torch.Tensor, fold: np.ndarray, n_classes: int) -> np.ndarray:
+    """Out-of-fold scores in scikit-learn's layout ([layer, n, 1] for two classes)."""
+    logits = fitted.logits(x.double())  # [l, F+1, n, C]
+    f = torch.as_tensor(fold)[None, None, :, None].expand(logits.shape[0], 1, -1, logits.shape[-1])
+    s = logits.gather(1, f).squeeze(1).numpy()
+    return s[..., 1:] if n_classes == 2 else s
+
+
+@pytest.mark.parametrize("n_classes,d,solver,mixed", [
+    (5, 48, "primal", True), (5, 48, "dual", True), (2, 48, "auto", True),
+    (4, 200, "primal", False), (4, 200, "dual", False), (4, 200, "auto", True),
+])
+def test_ridge_matches_sklearn_ridgeclassifier(n_classes: int, d: int, solver: str, mixed: bool):
+    """Same folds, same alpha: identical predictions and decision values (massive dims included)."""
+    x, y, _ = P.synthetic_activations(n=150, n_layers=2, d=d, n_classes=n_classes, seed=3, signal=[0.5, 2.0])
+    lab = P.encode_labels(y, folds=3)
+    fold = P.make_folds(lab.ids, [f"g{i // 2}" for i in range(150)], 3, seed=0)
+    xl = x.permute(1, 0, 2)
+    fitted = P.fit_ridge(xl, torch.as_tensor(lab.ids), P.fold_weights(fold, 3), n_classes, alpha=3.0, solver=solver, mixed=mixed)
+    oof, _ = P.heldout_predictions(fitted, xl, fold)
+    ref, dec = P.sklearn_ridge_oof(x, lab.ids, fold, alpha=3.0)
+    assert (oof.numpy() == ref).mean() >= 0.99
+    np.testing.assert_allclose(_oof_scores(fitted, xl, fold, n_classes), dec, rtol=1e-4, atol=1e-6 * np.abs(dec).max())
+
+
+def test_ridge_primal_dual_and_precisions_agree_and_check_input():
+    x, y, _ = P.synthetic_activations(n=90, n_layers=2, d=70, n_classes=3, seed=4)
+    lab = P.encode_labels(y, folds=3)
+    w = P.fold_weights(P.make_folds(lab.ids, None, 3, seed=0), 3)
+    xl, y_t = x.permute(1, 0, 2), torch.as_tensor(lab.ids)
+    ref = P.fit_ridge(xl, y_t, w, 3, solver="dual", mixed=False)
+    for solver in ("primal", "dual"):
+        for mixed in (True, False):
+            got = P.fit_ridge(xl, y_t, w, 3, solver=solver, mixed=mixed)
+            torch.testing.assert_close(got.W, ref.W, rtol=1e-7, atol=1e-9 * float(ref.W.abs().max()))
+            torch.testing.assert_close(got.b, ref.b, rtol=1e-7, atol=1e-7)
+    with pytest.raises(Exception, match="unknown ridge solver.*primal"):
+        P.fit_ridge(xl, y_t, w, 3, solver="qr")
+    with pytest.raises(DataError, match="0/1"):
+        P.fit_ridge(xl, y_t, w * 0.5, 3)
+    with pytest.raises(DataError, match="ridge_alpha"):
+        P.ProbeConfig(ridge_alpha=0)
+
+
+def test_ridge_accuracy_close_to_sklearn_logistic():
+    """Different estimator, same folds: ridge (default alpha) is not worse than logistic regression."""
+    x, y, _ = P.synthetic_activations(n=300, n_layers=4, d=48, n_classes=5, seed=1, signal=[0.3, 0.8, 1.5, 2.5])
+    lab = P.encode_labels(y, folds=5)
+    fold = P.make_folds(lab.ids, None, 5, seed=0)
+    xl = x.permute(1, 0, 2)
+    fitted = P.fit_ridge(xl, torch.as_tensor(lab.ids), P.fold_weights(fold, 5), 5, alpha=P.ProbeConfig().ridge_alpha)
+    oof, _ = P.heldout_predictions(fitted, xl, fold)
+    acc_ridge = (oof.numpy() == lab.ids).mean(1)
+    acc_lr = (P.sklearn_logistic_oof(x, lab.ids, fold, C=0.1, tol=1e-4) == lab.ids).mean(1)
+    assert acc_ridge.mean() >= acc_lr.mean() - 0.01, (acc_ridge, acc_lr)
+    assert np.abs(acc_ridge - acc_lr).max() <= 0.05, (acc_ridge, acc_lr)

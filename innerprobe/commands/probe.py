@@ -1,7 +1,7 @@
 """``innerprobe probe``: per-layer probes with controls and O→H transfer on a captured store.
 
 Reads the O run (``("object", site, "o_last")``) and H runs (``("hypothetical", site, pos)``) of an
-activation store, probes the target label at every layer (logistic and mass-mean), and writes
+activation store, probes the target label at every layer (ridge and mass-mean by default; logistic on request), and writes
 ``results.parquet`` (tidy, with controls and CIs), ``directions.safetensors`` (+ JSON sidecar),
 ``summary.json`` and one HTML figure per probe to ``--out``.
 """
@@ -32,7 +32,7 @@ def _summary_table(best: Any, title: str) -> Any:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("probe", "split", "items", "best layer", "accuracy [95% CI]", "control task", "selectivity [95% CI]", "majority"):
+    for col in ("probe", "split", "items", "layer", "acc [95% CI]", "ctrl task", "selectivity [95% CI]", "majority"):
         table.add_column(col)
     for r in best.itertuples():
         sel = (
@@ -51,9 +51,12 @@ def probe_cmd(
     target: str = typer.Option("object_answer", help="Label column: object_answer | property_value | ..."),
     site: str = typer.Option("resid_post", help="Hook site in the store."),
     positions: str = typer.Option("h_last", help="Hypothetical positions to probe and transfer to, comma-separated."),
-    probes: str = typer.Option("logistic,mass_mean", help="Probe families, comma-separated."),
+    probes: str = typer.Option(
+        "ridge,mass_mean", help="Probe families, comma-separated: ridge | mass_mean | logistic (L-BFGS, slow on CPU)."
+    ),
     folds: int = typer.Option(5, help="Grouped stratified CV folds."),
     C: float = typer.Option(0.1, "--C", help="Inverse L2 strength of the logistic probe (scikit-learn's C)."),
+    ridge_alpha: float = typer.Option(10.0, help="L2 strength of the ridge probe (scikit-learn's RidgeClassifier alpha)."),
     min_count: int | None = typer.Option(None, help="Drop classes with fewer items (default: error if < folds)."),
     controls: bool = typer.Option(True, help="Fit shuffled, control-task and random-projection controls."),
     n_boot: int = typer.Option(1000, help="Bootstrap resamples for CIs."),
@@ -68,7 +71,7 @@ def probe_cmd(
 
     try:
         config = ProbeConfig(
-            folds=folds, seed=seed, C=C, probes=tuple(_csv(probes)), controls=controls,
+            folds=folds, seed=seed, C=C, ridge_alpha=ridge_alpha, probes=tuple(_csv(probes)), controls=controls,
             min_count=min_count, n_boot=n_boot,
         )
         st = _open_store(store)
