@@ -30,10 +30,11 @@ log = logging.getLogger("bench_patching")
 
 
 def _pairs(model, n: int):
+    from collections import Counter
+
     from innerprobe.pairs import _candidates
     from innerprobe.prompts import PromptSpec
     from innerprobe.tasks import TASKS, load_items
-    from collections import Counter
 
     items = load_items("animals", n=4 * n, split="test", seed=0)
     cands = _candidates(
@@ -42,7 +43,10 @@ def _pairs(model, n: int):
     )[:n]
     tok = model.tokenizer
     pairs = [(c.o_a.input_ids, c.o_b.input_ids) for c in cands]
-    metric = [(tok(" " + c.word_a)["input_ids"][0], tok(" " + c.word_b)["input_ids"][0]) for c in cands]
+    # add_special_tokens=False: SmolLM2's tokenizer prepends <|im_start|>, whose id would be
+    # both metric tokens (a metric identically 0, hence a NaN AtP correlation).
+    first = lambda w: tok(" " + w, add_special_tokens=False)["input_ids"][0]  # noqa: E731
+    metric = [(first(c.word_a), first(c.word_b)) for c in cands]
     return pairs, metric
 
 
@@ -69,7 +73,7 @@ def _tl(model, pairs, metric, layers, rel, cells):
         with torch.inference_mode():
             _, cache = bridge.run_with_cache(clean, names_filter=lambda s: s.endswith("hook_resid_pre"))
             res = tlp.get_act_patch_resid_pre(
-                bridge, corrupt, cache, lambda lg: lg[rows, -1, a] - lg[rows, -1, b],
+                bridge, corrupt, cache, lambda lg, rows=rows, a=a, b=b: lg[rows, -1, a] - lg[rows, -1, b],
                 index_axis_names=None, index_df=index_df, reduce="none",
             )
         secs += time.perf_counter() - t0
@@ -84,7 +88,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", nargs="?")
     ap.add_argument("--tl-cells", type=int, default=20, help="cells timed for the 16-pair TL estimate")
-    ap.add_argument("--tl-cells-1", type=int, default=300, help="cells timed for the 1-pair TL run")
+    ap.add_argument("--tl-cells-1", type=int, default=300, help="cells timed for the 1-pair TL run (300: all)")
+    ap.add_argument("--suffix", nargs="+", default=["shared", "per_position"], help="suffix strategies timed")
+    ap.add_argument("--only", choices=["1_pair", "16_pairs"], help="run one of the two settings")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from innerprobe.models import load_model
@@ -101,13 +107,16 @@ def main() -> None:
                     "prompt_lengths": sorted({len(p[0]) for p in pairs})}
 
     for label, sub in (("1_pair", pairs[:1]), ("16_pairs", pairs)):
+        if args.only and label != args.only:
+            continue
         ms = metric[: len(sub)]
         best = None
-        for suffix in ("per_position", "shared"):
+        for suffix in args.suffix:
             t0 = time.perf_counter()
             res = patch_grid(model, sub, ms, layers=layers, positions=rel, suffix=suffix, n_boot=200, stack=stack)
             dt = time.perf_counter() - t0
             report[f"{label}_innerprobe_s_{suffix}"] = round(dt, 3)
+            log.info("%s innerprobe (%s): %.2f s", label, suffix, dt)
             if best is None or dt < best[0]:
                 best = (dt, res)
         cells = args.tl_cells_1 if label == "1_pair" else args.tl_cells
@@ -131,7 +140,10 @@ def main() -> None:
             t0 = time.perf_counter()
             atp = attribution_patch(model, sub, ms, layers=layers, positions=rel, stack=stack)
             report["atp_s"] = round(time.perf_counter() - t0, 3)
-            report["atp_pearson_r"] = round(atp.correlation(best[1]), 4)
+            agree = atp.agreement(best[1])
+            report["atp_pearson_r"] = round(agree.value, 4)
+            report["atp_pearson_r_ci"] = [round(agree.ci_low, 4), round(agree.ci_high, 4)]
+            report["atp_cells"] = agree.n
     text = json.dumps(report, indent=2)
     log.info(text)
     if args.out:

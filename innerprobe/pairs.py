@@ -15,6 +15,11 @@ first token after the prefill (``Answer:``). A pair is kept as
 * a **control pair** when the answers differ but the property value is the same: patching its O
   run still moves the answer, but nothing about the property should move.
 
+Which word to replace is searched, not fixed (``word_index="any"``): SmolLM2-135M asked for
+"the next animals" mostly copies a sequence word, most often the *first*, so replacing the last
+word left ~97% of answers unchanged. Each item tries the first word, then other positions in a
+seeded order, until its answer flips (unchanged candidates are counted as ``same_answer``).
+
 A **logit-difference gap filter** drops pairs whose clean and corrupt runs barely differ on the
 metric (normalised recovery divides by that gap). With ``gap_rule="both_runs"`` each run must
 prefer its own label by more than ``min_gap`` (``ld_A > min_gap`` and ``-ld_B > min_gap``); with
@@ -174,27 +179,111 @@ def _candidates(
     rng: np.random.Generator,
     excluded: Counter,
 ) -> list[_Candidate]:
+    """Up to ``per_item`` same-token-length replacements of word ``word_index`` per item."""
     out = []
     for row in items:
         meta = item_meta(row)
         if meta.get("kind") != "sequence" or not meta.get("string"):
             excluded["not_sequence"] += 1
             continue
-        string = meta["string"]
-        o_a = object_prompt(tokenizer, row["question"], spec)
-        old = string.split()[word_index]
-        found = 0
-        for w in rng.permutation([v for v in vocabulary if v != old]):
-            q_b, _ = replace_word(row["question"], string, word_index, str(w))
-            o_b = object_prompt(tokenizer, q_b, spec)
-            if len(o_b) != len(o_a):
-                excluded["unequal_length"] += 1
-                continue
-            out.append(_Candidate(row["id"], word_index, old, str(w), o_a, o_b, row["question"], q_b))
-            found += 1
-            if found >= per_item:
-                break
+        out += _item_candidates(tokenizer, row, meta["string"], vocabulary, spec, word_index, per_item, rng, excluded)
     return out
+
+
+def _item_candidates(
+    tokenizer: Any,
+    row: Any,
+    string: str,
+    vocabulary: Sequence[str],
+    spec: PromptSpec,
+    word_index: int,
+    per_item: int,
+    rng: np.random.Generator,
+    excluded: Counter,
+    o_a: Prompt | None = None,
+) -> list[_Candidate]:
+    words = string.split()
+    if not -len(words) <= word_index < len(words):
+        return []
+    o_a = o_a or object_prompt(tokenizer, row["question"], spec)
+    old = words[word_index]
+    out = []
+    for w in rng.permutation([v for v in vocabulary if v != old]):
+        q_b, _ = replace_word(row["question"], string, word_index, str(w))
+        o_b = object_prompt(tokenizer, q_b, spec)
+        if len(o_b) != len(o_a):
+            excluded["unequal_length"] += 1
+            continue
+        out.append(_Candidate(row["id"], word_index, old, str(w), o_a, o_b, row["question"], q_b))
+        if len(out) >= per_item:
+            break
+    return out
+
+
+def word_order(n_words: int, rng: np.random.Generator) -> list[int]:
+    """Word indices tried by ``word_index="any"``: the first word, then the rest in seeded order.
+
+    The first word goes first because small instruct models asked for "the next animals" often
+    answer by copying the *first* sequence word (SmolLM2-135M does for ~40% of items), so
+    replacing it flips the answer far more often than replacing the last word.
+    """
+    return [0] + [int(i) for i in 1 + rng.permutation(n_words - 1)]
+
+
+def _flipping_candidates(
+    model: Any,
+    items: Any,
+    vocabulary: Sequence[str],
+    spec: PromptSpec,
+    word_index: int | Literal["any"],
+    per_item: int,
+    max_tries: int,
+    rng: np.random.Generator,
+    excluded: Counter,
+    batch_size: int,
+) -> tuple[list[_Candidate], list[tuple[str, str]], list[tuple[int, int]]]:
+    """Candidates whose forced answer changes, searching word positions round by round.
+
+    Round ``r`` tries, for every item without a flip yet, the ``r``-th index of its order
+    (``[word_index]`` for an int, :func:`word_order` for ``"any"``, at most ``max_tries``
+    indices). Each candidate whose answer does not change is counted as ``same_answer``.
+    """
+    tok = model.tokenizer
+    open_items: list[tuple[Any, str, Prompt, list[int]]] = []
+    for row in items:
+        meta = item_meta(row)
+        if meta.get("kind") != "sequence" or not meta.get("string"):
+            excluded["not_sequence"] += 1
+            continue
+        n_words = len(meta["string"].split())
+        order = [word_index] if word_index != "any" else word_order(n_words, rng)[:max_tries]
+        open_items.append((row, meta["string"], object_prompt(tok, row["question"], spec), order))
+    base = _forced_answers(model, [o[2] for o in open_items], vocabulary, spec, batch_size) if open_items else ([], [])
+    base_of = {o[0]["id"]: (a, f) for o, a, f in zip(open_items, *base)}
+    kept: list[_Candidate] = []
+    answers: list[tuple[str, str]] = []
+    firsts: list[tuple[int, int]] = []
+    for r in range(max(len(o[3]) for o in open_items) if open_items else 0):
+        cands = []
+        for row, string, o_a, order in open_items:
+            if r < len(order):
+                cands += _item_candidates(tok, row, string, vocabulary, spec, order[r], per_item, rng, excluded, o_a)
+        if not cands:
+            break
+        ans_b, first_b = _forced_answers(model, [c.o_b for c in cands], vocabulary, spec, batch_size)
+        flipped = set()
+        for c, ab, fb in zip(cands, ans_b, first_b):
+            aa, fa = base_of[c.item_id]
+            if aa == ab:
+                excluded["same_answer"] += 1
+                continue
+            kept.append(c)
+            answers.append((aa, ab))
+            firsts.append((fa, fb))
+            flipped.add(c.item_id)
+        open_items = [o for o in open_items if o[0]["id"] not in flipped]
+        log.info("word-position round %d: %d candidates, %d flipped, %d items still open", r, len(cands), len(flipped), len(open_items))
+    return kept, answers, firsts
 
 
 def _forced_answers(
@@ -239,9 +328,10 @@ def build_pairs(
     n_pairs: int = 16,
     n_items: int = 200,
     split: str = "test",
-    word_index: int = -1,
-    per_item: int = 3,
-    min_gap: float = 1.0,
+    word_index: int | Literal["any"] = "any",
+    per_item: int = 2,
+    max_tries: int = 4,
+    min_gap: float = 0.5,
     gap_rule: GapRule = "difference",
     spec: PromptSpec = PromptSpec(),
     seed: int = 0,
@@ -255,7 +345,9 @@ def build_pairs(
         task: a sequence task (``animals``, ``colors``...; see ``TASKS``).
         prop: the property of the answer the hypothetical asks about.
         n_items: items drawn from ``split``; ``per_item`` replacement words tried per item.
-        word_index: which sequence word is replaced (``-1``: the last).
+        word_index: which sequence word is replaced (``-1``: the last); ``"any"`` (default)
+            searches up to ``max_tries`` word positions per item (:func:`word_order`) and stops
+            at the first position that flips the model's answer.
         min_gap, gap_rule: the logit-difference gap filter (see the module docstring).
 
     Raises:
@@ -270,26 +362,24 @@ def build_pairs(
     rng = np.random.default_rng(seed)
     excluded: Counter = Counter()
     items = items if items is not None else load_items(task, n=n_items, split=split, seed=seed)
-    cands = _candidates(tok, items, vocab, spec, word_index, per_item, rng, excluded)
-    if not cands:
+    if word_index != "any" and not isinstance(word_index, int):
+        raise DataError(f"word_index must be an int or 'any', got {word_index!r}")
+    cands, answers, first = _flipping_candidates(
+        model, items, vocab, spec, word_index, per_item, max_tries, rng, excluded, batch_size
+    )
+    n = len(cands) + excluded["same_answer"]
+    if not n:
         raise DataError(f"no candidate pairs: excluded {dict(excluded)}")
-    prompts = [c.o_a for c in cands] + [c.o_b for c in cands]
-    answers, first = _forced_answers(model, prompts, vocab, spec, batch_size)
-    n = len(cands)
     kept: list[tuple[_Candidate, str, str, str, str, tuple[int, int]]] = []
-    for i, c in enumerate(cands):
-        ans_a, ans_b = answers[i], answers[n + i]
-        if ans_a == ans_b:
-            excluded["same_answer"] += 1
-            continue
-        if first[i] == first[n + i]:
+    for c, (ans_a, ans_b), (fa, fb) in zip(cands, answers, first):
+        if fa == fb:
             excluded["same_first_token"] += 1
             continue
         va, vb = prop.extract(ans_a), prop.extract(ans_b)
         if va is None or vb is None:
             excluded["no_property_value"] += 1
             continue
-        kept.append((c, ans_a, ans_b, va, vb, (first[i], first[n + i])))
+        kept.append((c, ans_a, ans_b, va, vb, (fa, fb)))
     if not kept:
         raise DataError(f"no pair changes the model's answer; excluded {dict(excluded)}")
     o_toks = [k[5] for k in kept]
@@ -333,6 +423,7 @@ def build_pairs(
                     excluded["small_h_gap"] += 1
     settings = {
         "n_items": len(items), "split": split, "word_index": word_index, "per_item": per_item,
+        "max_tries": max_tries,
         "min_gap": min_gap, "gap_rule": gap_rule, "seed": seed, "spec": spec.to_dict(),
     }
     result = PairSet(
@@ -340,6 +431,7 @@ def build_pairs(
         {r: int(excluded.get(r, 0)) for r in EXCLUSION_REASONS}, n, settings,
     )
     result.excluded["over_budget"] = max(0, len(pairs) - n_pairs)
+    result.excluded["controls_over_budget"] = max(0, len(controls) - len(result.controls))
     log.info("pairs: %d property, %d control of %d candidates; excluded %s", len(result.pairs), len(result.controls), n, result.excluded)
     if not result.pairs:
         raise DataError(

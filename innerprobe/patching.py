@@ -296,7 +296,7 @@ def run_rows(
     rows: Sequence[PatchRow],
     *,
     max_rows: int = 256,
-    suffix: Literal["per_position", "shared"] = "per_position",
+    suffix: Literal["per_position", "shared"] = "shared",
     progress: Progress = None,
 ) -> Float[Tensor, " rows"]:
     """The metric (logit diff of ``metric_tokens[target]``) after each row's patch.
@@ -308,7 +308,7 @@ def run_rows(
     out = torch.empty(len(rows), dtype=torch.float64)
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     shared_start: dict[int, int] = {}
-    for i, r in enumerate(rows):
+    for r in rows:
         n = len(targets[r.target])
         if not r.positions or min(r.positions) < 0 or max(r.positions) >= n:
             raise DataError(f"patch positions {r.positions} outside the prompt of {n} tokens")
@@ -527,7 +527,13 @@ def _check_pairs(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], tokens: S
         raise DataError("no pairs to patch (empty pair set)")
     if len(tokens) != len(pairs):
         raise DataError(f"{len(pairs)} pairs but {len(tokens)} metric token pairs")
-    for i, (a, b) in enumerate(pairs):
+    for i, (t, (a, b)) in enumerate(zip(tokens, pairs)):
+        if len(t) != 2 or int(t[0]) == int(t[1]):
+            raise DataError(
+                f"pair {i}: metric tokens {tuple(t)} must be two different token ids (the metric "
+                "logit[a] - logit[b] would be identically 0; a tokenizer that prepends BOS makes "
+                "tok(' word')['input_ids'][0] the BOS id: use add_special_tokens=False)"
+            )
         if len(a) != len(b):
             raise DataError(
                 f"pair {i}: clean and corrupt prompts differ in length ({len(a)} vs {len(b)} "
@@ -547,7 +553,7 @@ def patch_grid(
     metric_name: str = "logit_diff",
     tokenizer: Any = None,
     max_rows: int = 256,
-    suffix: Literal["per_position", "shared"] = "per_position",
+    suffix: Literal["per_position", "shared"] = "shared",
     n_boot: int = 2000,
     seed: int = 0,
     progress: Progress = None,
@@ -566,8 +572,10 @@ def patch_grid(
             first pair; pass negative positions when pairs differ in length).
         direction: ``"denoise"`` (clean → corrupt run) or ``"noise"`` (corrupt → clean run).
         max_rows: cells per batched forward (memory bound).
-        suffix: ``"per_position"`` recomputes positions ``>= p`` for a cell at ``p``;
-            ``"shared"`` recomputes from the smallest patched position (bigger batches).
+        suffix: ``"shared"`` (default) recomputes every cell from the smallest patched position
+            (one staircase, big batches: fastest on CPU in the benchmark); ``"per_position"``
+            recomputes only positions ``>= p`` for a cell at ``p`` (fewer FLOPs, more, smaller
+            batches).
     """
     if site not in SITES:
         raise UnknownNameError("site", site, SITES)
@@ -632,9 +640,9 @@ def looped_patch_grid(
             for i, layer in enumerate(layers):
                 for j, p in enumerate(resolve_positions(positions, len(clean))):
 
-                    def hook(act: Tensor, hook: Any, layer: int = layer, p: int = p) -> Tensor:
+                    def hook(act: Tensor, hook: Any, layer: int = layer, p: int = p, cache: Any = cache) -> Tensor:
                         act = act.clone()
-                        act[:, p] = cache[name(layer)][:, p]
+                        act[:, p] = cache[f"blocks.{layer}.hook_resid_pre"][:, p]
                         return act
 
                     logits = bridge.run_with_hooks(x, fwd_hooks=[(name(layer), hook)])
@@ -654,12 +662,46 @@ class AttributionResult:
     estimate: np.ndarray  # [pairs, layers, positions]
 
     def correlation(self, exact: PatchResult) -> float:
-        """Pearson r between AtP estimates and exact effects (``patched - target``)."""
+        """Pearson r between AtP estimates and exact effects (``patched - target``).
+
+        Computed on raw metric deltas (not normalised recovery, which is undefined for zero-gap
+        pairs), over the finite cells only; see :meth:`agreement` for the counts and a CI.
+        """
+        return self.agreement(exact, n_boot=0).value
+
+    def agreement(self, exact: PatchResult, *, n_boot: int = 1000, seed: int = 0) -> Estimate:
+        """Pearson r of AtP vs exact effects with a bootstrap CI over pairs.
+
+        Cells where either value is non-finite are excluded (``n`` counts the cells used). If
+        either vector is constant (e.g. a metric ``logit[a] - logit[b]`` with ``a == b`` is
+        identically 0), r is undefined and NaN is returned with ``method`` saying why.
+        """
         eff = exact.patched - exact.target_metric[:, None, None]
-        a, b = self.estimate.ravel(), eff.ravel()
-        if a.std() == 0 or b.std() == 0:
-            return float("nan")
-        return float(np.corrcoef(a, b)[0, 1])
+        if eff.shape != self.estimate.shape:
+            raise DataError(f"AtP grid {self.estimate.shape} and exact grid {eff.shape} differ")
+        ok = np.isfinite(eff) & np.isfinite(self.estimate)
+        n_bad = int((~ok).sum())
+
+        def r_of(idx: np.ndarray) -> float:
+            m = ok[idx]
+            a, b = self.estimate[idx][m], eff[idx][m]
+            if a.size < 2 or a.std() == 0 or b.std() == 0:
+                return float("nan")
+            return float(np.corrcoef(a, b)[0, 1])
+
+        every = np.arange(eff.shape[0])
+        r = r_of(every)
+        method = f"pearson over finite cells ({n_bad} non-finite excluded)"
+        if not np.isfinite(r):
+            return Estimate(r, float("nan"), float("nan"), int(ok.sum()), method + "; constant vector: r undefined")
+        lo = hi = float("nan")
+        if n_boot and eff.shape[0] > 1:
+            rng = np.random.default_rng(seed)
+            boots = np.array([r_of(rng.integers(0, eff.shape[0], eff.shape[0])) for _ in range(n_boot)])
+            boots = boots[np.isfinite(boots)]
+            if boots.size:
+                lo, hi = (float(x) for x in np.percentile(boots, [2.5, 97.5]))
+        return Estimate(r, lo, hi, int(ok.sum()), method + "; bootstrap over pairs")
 
     def to_dataframe(self) -> pd.DataFrame:
         n, nl, npos = self.estimate.shape

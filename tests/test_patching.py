@@ -220,8 +220,76 @@ def test_smol_batched_equals_looped(smol):
     a = object_prompt(tok, q.format("cat dog fox bear lion")).input_ids
     b = object_prompt(tok, q.format("cat dog fox bear wolf")).input_ids
     assert len(a) == len(b)
-    metric = (tok(" lion")["input_ids"][0], tok(" wolf")["input_ids"][0])
+    first = lambda w: tok(w, add_special_tokens=False)["input_ids"][0]  # noqa: E731
+    metric = (first(" lion"), first(" wolf"))  # SmolLM2 prepends BOS without add_special_tokens=False
     layers, rel = [0, 14, 29], [-12, -1]
     res = P.patch_grid(smol, [(a, b)], [metric], layers=layers, positions=rel, n_boot=100)
     ref = P.looped_patch_grid(smol, [(a, b)], [metric], layers=layers, positions=rel)
     assert np.abs(res.patched - ref).max() <= 1e-4
+    assert abs(res.source_metric[0] - res.target_metric[0]) > 0.5  # a real metric, not 0 - 0
+    atp = P.attribution_patch(smol, [(a, b)], [metric], layers=layers, positions=rel)
+    assert atp.correlation(res) > 0.9
+
+
+def test_identical_metric_tokens_are_rejected(tiny, pair):
+    """Regression: SmolLM2 prepends BOS, so tok(' w')['input_ids'][0] was BOS for every word; the
+    metric logit[BOS] - logit[BOS] is identically 0 and the AtP correlation came out NaN."""
+    with pytest.raises(DataError, match="two different token ids"):
+        P.patch_grid(tiny, [pair], [(5, 5)])
+    with pytest.raises(DataError, match="two different token ids"):
+        P.attribution_patch(tiny, [pair], [(5, 5)])
+
+
+def test_atp_agreement_skips_nonfinite_and_flags_constant(tiny, pair, pair2):
+    pairs, metrics = [pair, pair2], [METRIC, (7, 11)]
+    exact = P.patch_grid(tiny, pairs, metrics, n_boot=50)
+    atp = P.attribution_patch(tiny, pairs, metrics)
+    full = atp.agreement(exact, n_boot=100)
+    assert np.isfinite(full.value) and full.n == atp.estimate.size
+    assert full.ci_low <= full.value <= full.ci_high
+    exact.patched[0, 0, 0] = np.nan  # a non-finite cell is dropped, not propagated
+    part = atp.agreement(exact, n_boot=0)
+    assert np.isfinite(part.value) and part.n == atp.estimate.size - 1
+    atp.estimate[:] = 0.0  # a constant vector: r undefined, said so
+    const = atp.agreement(exact, n_boot=0)
+    assert np.isnan(const.value) and "constant" in const.method
+
+
+def _copy_first_word(model, prompts, vocabulary, spec, batch_size):
+    """A stand-in for SmolLM2's habit: answer by copying the first word of the sequence."""
+    from innerprobe.prompts import label_tokens
+
+    ids = label_tokens(model.tokenizer, list(vocabulary), prompts[0].text, spec.object_prefill).first_ids
+    out = []
+    for p in prompts:
+        first = p.user.rstrip().split("\n")[-1].split()[0]
+        out.append(vocabulary.index(first))
+    return [vocabulary[i] for i in out], [ids[i] for i in out]
+
+
+def test_any_word_index_finds_pairs_where_last_word_fails(tiny, monkeypatch):
+    """Regression: replacing only the last word yielded ~0 pairs on SmolLM2, which copies the
+    first word; ``word_index="any"`` searches positions (first word first) and finds them."""
+    import innerprobe.pairs as pairs_mod
+
+    monkeypatch.setattr(pairs_mod, "_forced_answers", _copy_first_word)
+    kw = dict(n_items=8, min_gap=-1e9, per_item=1, n_pairs=100, n_controls=100)
+    with pytest.raises(DataError, match="no pair changes") as err:
+        pairs_mod.build_pairs(tiny, "animals", word_index=-1, **kw)
+    assert "'same_answer': 8" in str(err.value)
+    ps = pairs_mod.build_pairs(tiny, "animals", word_index="any", **kw)
+    assert len(ps.pairs) + len(ps.controls) == 8  # every item flips at word 0
+    assert all(p.word_index == 0 for p in ps.pairs + ps.controls)
+    assert ps.excluded["same_answer"] == 0
+    again = pairs_mod.build_pairs(tiny, "animals", word_index="any", **kw)
+    assert ps.to_dataframe().equals(again.to_dataframe())  # same seed, same pairs
+    with pytest.raises(DataError, match="word_index"):
+        pairs_mod.build_pairs(tiny, "animals", word_index="first", **kw)
+
+
+def test_word_order_is_a_seeded_permutation_starting_at_zero():
+    from innerprobe.pairs import word_order
+
+    a = word_order(9, np.random.default_rng(3))
+    assert a[0] == 0 and sorted(a) == list(range(9))
+    assert a == word_order(9, np.random.default_rng(3))

@@ -44,16 +44,41 @@ def _rel(ends: list[int], lengths: list[int], k: int, last: int) -> list[int]:
     return sorted(set(range(end - k, end)) | set(range(-last, 0)))
 
 
+def parse_layers(spec: str | None, n_layers: int) -> list[int]:
+    """``None`` → every layer; ``"0,5,9"`` → those; ``"0:30:3"`` → ``range(0, 30, 3)``."""
+    from innerprobe.errors import DataError
+
+    if spec is None or spec.strip() in ("", "all"):
+        return list(range(n_layers))
+    try:
+        if ":" in spec:
+            out = list(range(n_layers))[slice(*(int(x) if x else None for x in spec.split(":")))]
+        else:
+            out = [int(x) for x in spec.split(",")]
+    except ValueError as e:
+        raise DataError(f"--layers {spec!r}: use 'all', a list '0,5,9' or a slice '0:30:3'") from e
+    bad = [x for x in out if not 0 <= x < n_layers]
+    if bad or not out:
+        raise DataError(f"--layers {spec!r} gives {bad or out}; valid layers are 0..{n_layers - 1}")
+    return out
+
+
 def run_patch(
     model: str, task: str, prop_name: str, n_pairs: int, site: str, out: Path, *, n_items: int, min_gap: float,
     gap_rule: str, p_tokens: int, last: int, other_task: str, seed: int, device: str | None, progress: Any,
-    console: Any,
+    console: Any, layers: str | None = None,
 ) -> dict[str, Any]:
     from innerprobe.artifacts import provenance, write_json, write_parquet
     from innerprobe.models import load_model
     from innerprobe.pairs import build_pairs
     from innerprobe.patching import (
-        LlamaStack, TransplantItem, attribution_patch, comparison_figure, heatmap, patch_grid, transplant,
+        LlamaStack,
+        TransplantItem,
+        attribution_patch,
+        comparison_figure,
+        heatmap,
+        patch_grid,
+        transplant,
     )
     from innerprobe.prompts import PromptSpec, object_prompt
     from innerprobe.properties import get_property
@@ -61,12 +86,13 @@ def run_patch(
 
     spec = PromptSpec()
     prop = get_property(prop_name)
-    with console.status(f"loading {model}"):
-        m = load_model(model, device=device)
+    console.log(f"loading {model}")
+    m = load_model(model, device=device)
     stack = LlamaStack(m)
-    with console.status("building minimal pairs"):
-        ps = build_pairs(m, task, prop, n_pairs=n_pairs, n_items=n_items, min_gap=min_gap, gap_rule=gap_rule,
-                         spec=spec, seed=seed)
+    layer_list = parse_layers(layers, stack.n_layers)
+    console.log("building minimal pairs")
+    ps = build_pairs(m, task, prop, n_pairs=n_pairs, n_items=n_items, min_gap=min_gap, gap_rule=gap_rule,
+                     spec=spec, seed=seed)
     tok = m.tokenizer
     o_ends = [_p_end(tok, p.o_a, p.o_a.user) for p in ps.pairs]
     o_rel = _rel(o_ends, [len(p.o_a) for p in ps.pairs], p_tokens, last)
@@ -76,9 +102,9 @@ def run_patch(
 
     def grid(name: str, inputs: tuple[list, list], rel: list[int]) -> Any:
         pairs, toks = inputs
-        n_layers = stack.n_layers
-        adv = progress(name, len(pairs) * n_layers * len(rel))
-        res = patch_grid(m, pairs, toks, site=site, positions=rel, seed=seed, progress=adv, stack=stack)
+        adv = progress(name, len(pairs) * len(layer_list) * len(rel))
+        res = patch_grid(m, pairs, toks, site=site, layers=layer_list, positions=rel, seed=seed, progress=adv,
+                         stack=stack)
         write_parquet(out / f"{name}.parquet", res.to_dataframe())
         heatmap(res, f"{name}: {site} denoising").write_html(out / f"{name}.html")
         results[name] = res
@@ -93,9 +119,11 @@ def run_patch(
     summary: dict[str, Any] = {"pairs": ps.summary(), "maps": {k: v.summary() for k, v in results.items()}}
     if site == "resid_pre":
         pairs, toks = ps.h_inputs()
-        atp = attribution_patch(m, pairs, toks, positions=h_rel, stack=stack)
+        atp = attribution_patch(m, pairs, toks, layers=layer_list, positions=h_rel, stack=stack)
         write_parquet(out / "h_atp.parquet", atp.to_dataframe())
-        summary["h_atp_pearson_r"] = atp.correlation(h_map)
+        agree = atp.agreement(h_map, seed=seed)
+        summary["h_atp_pearson_r"] = agree.value
+        summary["h_atp_agreement"] = agree.to_dict()
     # O -> H transplant: O(P_B)'s residual on the P tokens into H(P_A)'s quoted P.
     other = load_items(other_task, n=len(ps.pairs), split="test", seed=seed)
     items = []
@@ -111,7 +139,7 @@ def run_patch(
         write = donors["donor"][2]
         donors["other_task"] = (o_other.input_ids, list(range(end - len(write), end)), write)
         items.append(TransplantItem(h_ids, (p.h_tokens[1], p.h_tokens[0]), donors))
-    tr = transplant(m, items, seed=seed, stack=stack)
+    tr = transplant(m, items, layers=layer_list, seed=seed, stack=stack)
     write_parquet(out / "transplant.parquet", tr.to_dataframe())
     _transplant_figure(tr).write_html(out / "transplant.html")
     summary["transplant"] = tr.to_dataframe().to_dict(orient="records")
@@ -155,6 +183,7 @@ def register(app: typer.Typer) -> None:
         other_task: str = typer.Option("colors", help="Task of the other-task transplant control."),
         seed: int = typer.Option(0, help="Seed for items, pairs and bootstrap."),
         device: str | None = typer.Option(None, help="cpu | cuda."),
+        layers: str = typer.Option("all", help="Layers patched: all | '0,5,9' | slice '0:30:3'."),
     ) -> None:
         """Activation patching of O and H on minimal pairs, with AtP and O→H transplants."""
         from innerprobe.cli import Bars, _fail, console
@@ -165,7 +194,7 @@ def register(app: typer.Typer) -> None:
                 summary = run_patch(
                     model, task, property, n_pairs, site, out, n_items=n_items, min_gap=min_gap,
                     gap_rule=gap_rule, p_tokens=p_tokens, last=last, other_task=other_task, seed=seed,
-                    device=device, progress=bars.factory, console=console,
+                    device=device, progress=bars.factory, console=console, layers=layers,
                 )
         except InnerprobeError as e:
             _fail(e)
