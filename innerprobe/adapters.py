@@ -9,11 +9,9 @@ a copy of the base once and cached under the adapter's weight hash.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from innerprobe.artifacts import save_model_dir
 from innerprobe.cache import cache_dir
 from innerprobe.errors import DataError
 
@@ -60,13 +58,4 @@ def merged_model_dir(path: Path) -> Path:
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
     tok = AutoTokenizer.from_pretrained(base_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-    try:
-        merged.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return save_model_dir(out, merged, tok)

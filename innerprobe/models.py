@@ -26,9 +26,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +33,7 @@ from typing import Any
 
 import torch
 
+from innerprobe.artifacts import atomic_dir
 from innerprobe.cache import cache_dir
 from innerprobe.errors import DataError, InnerprobeError, UnknownNameError
 
@@ -264,8 +262,7 @@ def dequantise_gguf(gguf: Path, out_dir: Path, expected_sha256: str = "") -> Pat
         if got != expected_sha256:
             raise DataError(f"sha256 mismatch for {gguf}: expected {expected_sha256}, got {got}")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         log.info("dequantising %s (once; cached at %s)", gguf.name, out_dir)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
@@ -281,12 +278,6 @@ def dequantise_gguf(gguf: Path, out_dir: Path, expected_sha256: str = "") -> Pat
         (tmp / "innerprobe_source.json").write_text(
             json.dumps({"gguf": str(gguf), "gguf_sha256": expected_sha256 or sha256_file(gguf)})
         )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

@@ -7,10 +7,9 @@ embeddings). Weights are random from a fixed seed, so the same seed gives the sa
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from innerprobe.artifacts import save_model_dir
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -92,14 +91,4 @@ def build_tiny_model_dir(out: Path, *, seed: int = 0, n_layers: int = 2, d_model
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg).eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-    try:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return save_model_dir(out, model, tok)
