@@ -40,7 +40,15 @@ import pandas as pd
 
 from innerprobe.errors import DataError
 from innerprobe.inference import next_token_logprobs
-from innerprobe.prompts import Prompt, PromptSpec, hypothetical_prompt, label_tokens, object_prompt
+from innerprobe.prompts import (
+    Prompt,
+    PromptSpec,
+    _tokenize,
+    char_span_to_tokens,
+    hypothetical_prompt,
+    label_tokens,
+    object_prompt,
+)
 from innerprobe.properties import Property, get_property
 from innerprobe.tasks import TASKS, item_meta, load_items
 
@@ -66,6 +74,9 @@ class MinimalPair:
     ``o_tokens`` / ``h_tokens``: ``(a, b)`` first token of A's and B's answer (O) or property
     label (H); the metric is ``logit[a] - logit[b]``. ``o_ld`` / ``h_ld``: that metric in the A
     and B runs. Control pairs have no H metric (same label): ``h_tokens`` is ``None``.
+    ``o_span`` / ``h_span``: token span ``[first, last + 1)`` of the replaced word in the O and H
+    prompts (:func:`word_token_span`); it covers every position where the A and B prompts differ
+    (``h_span`` is ``(0, 0)`` where the H prompts differ in length).
     """
 
     item_id: str
@@ -85,6 +96,8 @@ class MinimalPair:
     o_ld: tuple[float, float]
     h_tokens: tuple[int, int] | None = None
     h_ld: tuple[float, float] | None = None
+    o_span: tuple[int, int] = (0, 0)
+    h_span: tuple[int, int] = (0, 0)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -97,6 +110,10 @@ class MinimalPair:
             "answer_b": self.answer_b,
             "value_a": self.value_a,
             "value_b": self.value_b,
+            "o_span_start": self.o_span[0],
+            "o_span_end": self.o_span[1],
+            "h_span_start": self.h_span[0],
+            "h_span_end": self.h_span[1],
             "o_len": len(self.o_a),
             "h_len": len(self.h_a),
             "o_ld_a": self.o_ld[0],
@@ -155,6 +172,35 @@ def replace_word(question: str, string: str, index: int, new: str) -> tuple[str,
     if string not in question:
         raise DataError("the item's sequence string is not inside its question")
     return question.replace(string, new_string, 1), old
+
+
+def word_token_span(tokenizer: Any, a: Prompt, b: Prompt) -> tuple[int, int]:
+    """Token span ``[first, last + 1)`` of the replaced word in two aligned prompts.
+
+    The tokens where ``a`` and ``b`` differ, widened to whole words in either prompt (a leading
+    token the two words share, like `` be`` in `` bear`` / `` beaver``, belongs to the word too).
+
+    Raises:
+        DataError: the prompts differ in length or not at all.
+    """
+    if len(a) != len(b):
+        raise DataError(f"prompts differ in length ({len(a)} vs {len(b)} tokens)")
+    diff = [i for i, (x, y) in enumerate(zip(a.input_ids, b.input_ids)) if x != y]
+    if not diff:
+        raise DataError("the two prompts are identical: no replaced word")
+    lo, hi = diff[0], diff[-1] + 1
+    for p in (a, b):
+        ids, offsets = _tokenize(tokenizer, p.text)
+        if ids != p.input_ids:
+            continue  # cannot map characters to these tokens; keep the differing span
+        s, e = offsets[diff[0]][0], offsets[diff[-1]][1]
+        while s > 0 and p.text[s - 1].isalnum():
+            s -= 1
+        while e < len(p.text) and p.text[e].isalnum():
+            e += 1
+        first, last = char_span_to_tokens(offsets, s, e)
+        lo, hi = min(lo, first), max(hi, last)
+    return lo, hi
 
 
 @dataclass
@@ -398,11 +444,15 @@ def build_pairs(
             c.item_id, "property" if va != vb else "control", c.index, c.word_a, c.word_b,
             c.o_a, c.o_b, h_a, h_b, ans_a, ans_b, va, vb, ot, (float(ld_a[j]), float(ld_b[j])),
         )
+        mp.o_span = word_token_span(tok, c.o_a, c.o_b)
         if va == vb:
+            if len(h_a) == len(h_b):
+                mp.h_span = word_token_span(tok, h_a, h_b)
             controls.append(mp)
         elif len(h_a) != len(h_b):
             excluded["unequal_h_length"] += 1
         else:
+            mp.h_span = word_token_span(tok, h_a, h_b)
             h_todo.append(mp)
     if h_todo:
         labels = prop.labels(vocab)

@@ -397,11 +397,13 @@ def _site_rows(
     src: Trace,
     tgt: Trace,
     layers: Sequence[int],
-    positions: Sequence[int],
+    cells: Sequence[tuple[int, ...]],
 ) -> list[PatchRow]:
+    """One row per (layer, cell); a cell is one or more absolute positions patched together."""
     rows = []
     for layer in layers:
-        for p in positions:
+        for cell in cells:
+            p = list(cell)
             if site == "resid_pre":
                 start, vec = layer, src.resid[layer][p]
             elif site == "resid_post":
@@ -412,11 +414,31 @@ def _site_rows(
             elif site == "attn_out":
                 start = layer + 1
                 mid = tgt.resid[layer][p] + src.attn_out[layer][p]
-                vec = stack.mlp_block(layer, mid[None, None])[0, 0]
+                vec = stack.mlp_block(layer, mid[None])[0]
             else:
                 raise UnknownNameError("site", site, SITES)
-            rows.append(PatchRow(k, start, (p,), vec[None]))
+            rows.append(PatchRow(k, start, tuple(p), vec))
     return rows
+
+
+Cells = Sequence[Sequence[Sequence[int]]]
+
+
+def _check_cells(cells: Cells, pairs: Sequence[Any], labels: Sequence[str] | None) -> list[list[tuple[int, ...]]]:
+    """Per-pair cells as absolute position tuples, validated: one list per pair, same count each."""
+    if len(cells) != len(pairs):
+        raise DataError(f"{len(pairs)} pairs but {len(cells)} per-pair cell lists")
+    out = [[tuple(int(p) for p in c) for c in pc] for pc in cells]
+    n_cells = {len(pc) for pc in out}
+    if len(n_cells) != 1 or not out[0]:
+        raise DataError(f"every pair needs the same, non-zero number of cells; got counts {sorted(n_cells)}")
+    if labels is not None and len(labels) != len(out[0]):
+        raise DataError(f"{len(labels)} cell labels for {len(out[0])} cells")
+    for k, (pc, (a, _)) in enumerate(zip(out, pairs)):
+        for c in pc:
+            if not c or min(c) < 0 or max(c) >= len(a):
+                raise DataError(f"pair {k}: cell {c} is empty or outside a prompt of {len(a)} tokens")
+    return out
 
 
 def resolve_positions(positions: Sequence[int] | None, n: int) -> list[int]:
@@ -447,7 +469,7 @@ class PatchResult:
     direction: str
     metric: str
     layers: list[int]
-    positions: list[int]
+    positions: list[Any]  # positions, or cell labels (``cells=``)
     position_labels: list[str]
     patched: np.ndarray
     source_metric: np.ndarray
@@ -558,6 +580,8 @@ def patch_grid(
     seed: int = 0,
     progress: Progress = None,
     stack: LlamaStack | None = None,
+    cells: Cells | None = None,
+    cell_labels: Sequence[str] | None = None,
 ) -> PatchResult:
     """Patch ``site`` from source into target for every (layer, position) cell of every pair.
 
@@ -576,6 +600,10 @@ def patch_grid(
             (one staircase, big batches: fastest on CPU in the benchmark); ``"per_position"``
             recomputes only positions ``>= p`` for a cell at ``p`` (fewer FLOPs, more, smaller
             batches).
+        cells: instead of ``positions``, per pair a list of cells, each a tuple of absolute
+            positions patched *together* (e.g. every token of a replaced word, whose place
+            differs between pairs); every pair has the same number of cells, named by
+            ``cell_labels`` (default ``"c0"``, ``"c1"``...), which become ``positions``.
     """
     if site not in SITES:
         raise UnknownNameError("site", site, SITES)
@@ -587,18 +615,22 @@ def patch_grid(
     bad = [layer for layer in layers if not 0 <= layer < stack.n_layers]
     if bad or not layers:
         raise DataError(f"layers {bad or layers} outside [0, {stack.n_layers - 1}]")
-    rel = list(positions) if positions is not None else list(range(len(pairs[0][0])))
-    if not rel:
-        raise DataError("no positions to patch")
+    if cells is not None:
+        per_pair = _check_cells(cells, pairs, cell_labels)
+        rel: list[Any] = list(cell_labels) if cell_labels is not None else [f"c{i}" for i in range(len(per_pair[0]))]
+    else:
+        rel = list(positions) if positions is not None else list(range(len(pairs[0][0])))
+        if not rel:
+            raise DataError("no positions to patch")
+        per_pair = [[(p,) for p in resolve_positions(rel, len(a))] for a, _ in pairs]
     tok = torch.tensor([list(t) for t in metric_tokens], dtype=torch.long)
     sources, targets, rows = [], [], []
     for k, (clean, corrupt) in enumerate(pairs):
         src_ids, tgt_ids = (clean, corrupt) if direction == "denoise" else (corrupt, clean)
-        pos = resolve_positions(rel, len(clean))
         src, tgt = trace(stack, src_ids), trace(stack, tgt_ids)
         sources.append(src)
         targets.append(tgt)
-        rows += _site_rows(stack, site, k, src, tgt, layers, pos)
+        rows += _site_rows(stack, site, k, src, tgt, layers, per_pair[k])
     values = run_rows(stack, targets, tok, rows, max_rows=max_rows, suffix=suffix, progress=progress)
     patched = values.numpy().reshape(len(pairs), len(layers), len(rel))
     src_m = np.array([baseline_metric(stack, s, t) for s, t in zip(sources, tok.tolist())])
@@ -606,18 +638,18 @@ def patch_grid(
     rec = normalised_recovery(patched, tgt_m[:, None, None], src_m[:, None, None])
     mean, lo, hi = _cell_cis(rec.values, n_boot, seed)
     first = pairs[0][1] if direction == "denoise" else pairs[0][0]
-    labels = _position_labels(tokenizer or getattr(model, "tokenizer", None), first, rel)
+    labels = _cell_labels(tokenizer or getattr(model, "tokenizer", None), first, rel, per_pair[0])
     return PatchResult(
         site, direction, metric_name, layers, rel, labels, patched, src_m, tgt_m, rec.values,
         mean, lo, hi, int(np.isnan(rec.values[:, 0, 0]).sum()),
     )
 
 
-def _position_labels(tokenizer: Any, ids: Sequence[int], rel: Sequence[int]) -> list[str]:
-    pos = resolve_positions(rel, len(ids))
+def _cell_labels(tokenizer: Any, ids: Sequence[int], rel: Sequence[Any], cells: Sequence[tuple[int, ...]]) -> list[str]:
+    """``"name:tokens"`` per column, the tokens read from the first pair's target."""
     if tokenizer is None:
-        return [str(p) for p in rel]
-    return [f"{r}:{tokenizer.decode([ids[p]])}" for r, p in zip(rel, pos)]
+        return [str(r) for r in rel]
+    return [f"{r}:{tokenizer.decode([ids[p] for p in c])}" for r, c in zip(rel, cells)]
 
 
 def looped_patch_grid(
@@ -626,11 +658,19 @@ def looped_patch_grid(
     metric_tokens: Sequence[tuple[int, int]],
     *,
     layers: Sequence[int],
-    positions: Sequence[int],
+    positions: Sequence[int] | None = None,
+    cells: Cells | None = None,
 ) -> np.ndarray:
-    """Reference: one full bridge forward with a resid_pre hook per cell (slow; for tests)."""
+    """Reference: one full bridge forward with a resid_pre hook per cell (slow; for tests).
+
+    ``positions`` (shared, negative from the end) or ``cells`` (per pair, as in :func:`patch_grid`).
+    """
     bridge = model.bridge
-    out = np.zeros((len(pairs), len(layers), len(positions)))
+    if cells is not None:
+        per_pair = _check_cells(cells, pairs, None)
+    else:
+        per_pair = [[(p,) for p in resolve_positions(positions, len(a))] for a, _ in pairs]
+    out = np.zeros((len(pairs), len(layers), len(per_pair[0])))
     for k, (clean, corrupt) in enumerate(pairs):
         c, x = torch.tensor([list(clean)]), torch.tensor([list(corrupt)])
         a, b = metric_tokens[k]
@@ -638,9 +678,10 @@ def looped_patch_grid(
         with torch.inference_mode():
             _, cache = bridge.run_with_cache(c, names_filter=lambda n: n.endswith("hook_resid_pre"))
             for i, layer in enumerate(layers):
-                for j, p in enumerate(resolve_positions(positions, len(clean))):
+                for j, cell in enumerate(per_pair[k]):
+                    p = list(cell)
 
-                    def hook(act: Tensor, hook: Any, layer: int = layer, p: int = p, cache: Any = cache) -> Tensor:
+                    def hook(act: Tensor, hook: Any, layer: int = layer, p: list = p, cache: Any = cache) -> Tensor:
                         act = act.clone()
                         act[:, p] = cache[f"blocks.{layer}.hook_resid_pre"][:, p]
                         return act
@@ -658,7 +699,7 @@ class AttributionResult:
     """AtP estimates of the resid_pre patching effect ``patched - target`` per cell."""
 
     layers: list[int]
-    positions: list[int]
+    positions: list[Any]
     estimate: np.ndarray  # [pairs, layers, positions]
 
     def correlation(self, exact: PatchResult) -> float:
@@ -725,21 +766,28 @@ def attribution_patch(
     positions: Sequence[int] | None = None,
     direction: str = "denoise",
     stack: LlamaStack | None = None,
+    cells: Cells | None = None,
+    cell_labels: Sequence[str] | None = None,
 ) -> AttributionResult:
     """Attribution patching: ``effect(l, p) ≈ (src[l, p] - tgt[l, p]) · ∂metric/∂tgt[l, p]``.
 
     One forward of the source, one forward of the target with gradients kept, one backward from
     the metric: every resid_pre cell at once (a first-order Taylor estimate of exact patching;
-    good where the metric is locally linear, poor across saturated softmaxes).
+    good where the metric is locally linear, poor across saturated softmaxes). A multi-position
+    cell (``cells``, as in :func:`patch_grid`) is estimated by the sum over its positions.
     """
     _check_pairs(pairs, metric_tokens)
     stack = stack or LlamaStack(model)
     layers = list(range(stack.n_layers)) if layers is None else list(layers)
-    rel = list(positions) if positions is not None else list(range(len(pairs[0][0])))
+    if cells is not None:
+        per_pair = _check_cells(cells, pairs, cell_labels)
+        rel: list[Any] = list(cell_labels) if cell_labels is not None else [f"c{i}" for i in range(len(per_pair[0]))]
+    else:
+        rel = list(positions) if positions is not None else list(range(len(pairs[0][0])))
+        per_pair = [[(p,) for p in resolve_positions(rel, len(a))] for a, _ in pairs]
     est = np.zeros((len(pairs), len(layers), len(rel)))
     for k, (clean, corrupt) in enumerate(pairs):
         src_ids, tgt_ids = (clean, corrupt) if direction == "denoise" else (corrupt, clean)
-        pos = resolve_positions(rel, len(clean))
         with torch.inference_mode():
             src = trace(stack, src_ids)
         tgt = trace(stack, tgt_ids, grad=True)
@@ -747,8 +795,8 @@ def attribution_patch(
         stack.logit_diff(tgt.resid[-1][:, -1], tok).sum().backward()
         for i, layer in enumerate(layers):
             g = tgt.resid[layer].grad[0]
-            diff = src.resid[layer] - tgt.resid[layer][0].detach()
-            est[k, i] = (diff[pos] * g[pos]).sum(-1).double().cpu().numpy()
+            per_pos = ((src.resid[layer] - tgt.resid[layer][0].detach()) * g).sum(-1).double().cpu()
+            est[k, i] = [float(per_pos[list(c)].sum()) for c in per_pair[k]]
     return AttributionResult(layers, rel, est)
 
 

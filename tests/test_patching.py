@@ -293,3 +293,87 @@ def test_word_order_is_a_seeded_permutation_starting_at_zero():
     a = word_order(9, np.random.default_rng(3))
     assert a[0] == 0 and sorted(a) == list(range(9))
     assert a == word_order(9, np.random.default_rng(3))
+
+
+@pytest.fixture(scope="module")
+def word_pairs(tiny):
+    """Pairs whose replaced word is the first sequence word (the tiny model stands in for SmolLM2)."""
+    import innerprobe.pairs as pairs_mod
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(pairs_mod, "_forced_answers", _copy_first_word)
+    try:
+        ps = pairs_mod.build_pairs(tiny, "animals", n_items=8, min_gap=-1e9, per_item=1, n_pairs=100, n_controls=100)
+    finally:
+        mp.undo()
+    return ps
+
+
+def test_pairs_record_the_replaced_word_span(tiny, word_pairs):
+    tok = tiny.tokenizer
+    for p in word_pairs.pairs + word_pairs.controls:
+        for a, b, span in ((p.o_a, p.o_b, p.o_span), (p.h_a, p.h_b, p.h_span)):
+            if span == (0, 0):
+                continue
+            diff = _diff_positions(a.input_ids, b.input_ids)
+            assert diff and span[0] <= min(diff) and max(diff) < span[1]
+            assert p.word_a in tok.decode(a.input_ids[span[0] : span[1]])
+            assert p.word_b in tok.decode(b.input_ids[span[0] : span[1]])
+    df = word_pairs.to_dataframe()
+    assert {"o_span_start", "o_span_end", "h_span_start", "h_span_end"} <= set(df.columns)
+
+
+def _o_cells(tiny, pairs, k=3, last=2):
+    from innerprobe.commands.patch import _p_end, grid_cells
+
+    return [grid_cells(p.o_span, _p_end(tiny.tokenizer, p.o_a, p.o_a.user), len(p.o_a), k, last) for p in pairs]
+
+
+def test_patch_grid_covers_the_replaced_word(tiny, word_pairs):
+    """Regression: the CLI grid covered only the last tokens of P and the end, never the replaced
+    (first) word, so no cell could carry the difference at early layers. At layer 0 resid_pre is
+    the embedding, equal in both runs except at the word: patching the word cell recovers exactly
+    1, every other cell exactly 0."""
+    from innerprobe.commands.patch import cell_names
+
+    src = word_pairs.pairs + word_pairs.controls
+    cells = _o_cells(tiny, src)
+    names = cell_names(3, 2)
+    for p, pc in zip(src, cells):
+        assert pc[0] == tuple(range(*p.o_span)) and len(pc) == len(names)
+        assert set(_diff_positions(p.o_a.input_ids, p.o_b.input_ids)) <= set(pc[0])
+        assert all(set(c).isdisjoint(pc[0]) for c in pc[1:])  # first word: far from P's end
+    pairs = [(p.o_a.input_ids, p.o_b.input_ids) for p in src]
+    res = P.patch_grid(tiny, pairs, [p.o_tokens for p in src], layers=[0], cells=cells, cell_labels=names, n_boot=50)
+    assert res.positions == names and res.position_labels[0].startswith("word:")
+    ok = np.abs(res.source_metric - res.target_metric) > 1e-6
+    assert ok.any()
+    assert np.allclose(res.recovery[ok, 0, 0], 1.0, atol=1e-4)
+    assert np.allclose(res.recovery[ok, 0, 1:], 0.0, atol=1e-4)
+
+
+def test_cells_batched_equals_looped(tiny, word_pairs):
+    src = (word_pairs.pairs + word_pairs.controls)[:2]
+    cells = _o_cells(tiny, src, k=2, last=1)
+    pairs, metrics = [(p.o_a.input_ids, p.o_b.input_ids) for p in src], [p.o_tokens for p in src]
+    res = P.patch_grid(tiny, pairs, metrics, cells=cells, max_rows=4, n_boot=50)
+    ref = P.looped_patch_grid(tiny, pairs, metrics, layers=[0, 1], cells=cells)
+    assert np.abs(res.patched - ref).max() <= 1e-4
+    atp = P.attribution_patch(tiny, pairs, metrics, cells=cells)
+    assert atp.estimate.shape == res.patched.shape
+    with pytest.raises(DataError, match="same, non-zero number of cells"):
+        P.patch_grid(tiny, pairs, metrics, cells=[cells[0], cells[1][:-1]])
+
+
+def test_transplant_writes_the_replaced_word(tiny, word_pairs):
+    from innerprobe.commands.patch import _p_end, transplant_positions
+
+    p = next(q for q in word_pairs.pairs + word_pairs.controls if q.h_span != (0, 0))
+    o_end = _p_end(tiny.tokenizer, p.o_b, p.o_b.user)
+    read, write, word = transplant_positions(
+        p.o_b.input_ids, p.o_span, o_end, p.h_a.input_ids, p.h_span, p.h_a.positions["quote_end"], 3
+    )
+    assert len(read) == len(write)
+    if word:
+        assert set(range(*p.h_span)) <= set(write) and set(range(*p.o_span)) <= set(read)
+    assert any(w >= p.h_span[1] for w in write)  # and the last tokens of P

@@ -34,14 +34,44 @@ def _aligned(o_ids: list[int], o_end: int, h_ids: list[int], h_end: int, k: int)
     return read[::-1], write[::-1]
 
 
-def _rel(ends: list[int], lengths: list[int], k: int, last: int) -> list[int]:
+def cell_names(k: int, last: int) -> list[str]:
+    """Column names of the patch grids: the replaced word, the last ``k`` tokens of P, the end."""
+    return ["word"] + [f"P{d}" for d in range(-k, 0)] + [str(d) for d in range(-last, 0)]
+
+
+def grid_cells(span: tuple[int, int], p_end: int, n: int, k: int, last: int) -> list[tuple[int, ...]]:
+    """One pair's patch cells (absolute positions), in the order of :func:`cell_names`.
+
+    The replaced word is one cell holding *all* its tokens (its place differs between pairs and
+    it may span several tokens); then each of the last ``k`` tokens of P (ending at ``p_end``,
+    exclusive) and each of the last ``last`` prompt positions.
+    """
     from innerprobe.errors import DataError
 
-    rel = {e - n for e, n in zip(ends, lengths)}
-    if len(rel) != 1:
-        raise DataError("the text after P differs between pairs; positions cannot be aligned")
-    end = rel.pop()
-    return sorted(set(range(end - k, end)) | set(range(-last, 0)))
+    if not 0 <= span[0] < span[1] <= n:
+        raise DataError(f"replaced-word span {span} is empty or outside a prompt of {n} tokens")
+    if not k <= p_end <= n or last > n:
+        raise DataError(f"--p-tokens {k} / --last {last} do not fit a prompt of {n} tokens (P ends at {p_end})")
+    return [tuple(range(*span))] + [(p,) for p in range(p_end - k, p_end)] + [(n + d,) for d in range(-last, 0)]
+
+
+def transplant_positions(
+    o_ids: list[int], o_span: tuple[int, int], o_end: int, h_ids: list[int], h_span: tuple[int, int], h_end: int, k: int
+) -> tuple[list[int], list[int], bool]:
+    """``(O read positions, H write positions, word included)`` for the O→H transplant.
+
+    The replaced word's tokens of O map one-to-one onto its tokens in H's quoted P (when both
+    spans have the same length; else the word is left out and ``False`` returned), plus up to
+    ``k`` identical tokens walking back from the P ends (:func:`_aligned`).
+    """
+    pairs: dict[int, int] = {}
+    word = (o_span[1] - o_span[0]) == (h_span[1] - h_span[0]) > 0
+    if word:
+        pairs.update(zip(range(*h_span), range(*o_span)))
+    for i, j in zip(*_aligned(o_ids, o_end, h_ids, h_end, k)):
+        pairs.setdefault(j, i)
+    write = sorted(pairs)
+    return [pairs[j] for j in write], write, word
 
 
 def parse_layers(spec: str | None, n_layers: int) -> list[int]:
@@ -94,45 +124,53 @@ def run_patch(
     ps = build_pairs(m, task, prop, n_pairs=n_pairs, n_items=n_items, min_gap=min_gap, gap_rule=gap_rule,
                      spec=spec, seed=seed)
     tok = m.tokenizer
-    o_ends = [_p_end(tok, p.o_a, p.o_a.user) for p in ps.pairs]
-    o_rel = _rel(o_ends, [len(p.o_a) for p in ps.pairs], p_tokens, last)
-    h_rel = _rel([p.h_a.positions["quote_end"] for p in ps.pairs], [len(p.h_a) for p in ps.pairs], p_tokens, last)
+    names = cell_names(p_tokens, last)
+
+    def o_cells(src: list) -> list:
+        return [grid_cells(p.o_span, _p_end(tok, p.o_a, p.o_a.user), len(p.o_a), p_tokens, last) for p in src]
+
+    h_cells = [grid_cells(p.h_span, p.h_a.positions["quote_end"], len(p.h_a), p_tokens, last) for p in ps.pairs]
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
 
-    def grid(name: str, inputs: tuple[list, list], rel: list[int]) -> Any:
+    def grid(name: str, inputs: tuple[list, list], cells: list) -> Any:
         pairs, toks = inputs
-        adv = progress(name, len(pairs) * len(layer_list) * len(rel))
-        res = patch_grid(m, pairs, toks, site=site, layers=layer_list, positions=rel, seed=seed, progress=adv,
-                         stack=stack)
+        adv = progress(name, len(pairs) * len(layer_list) * len(names))
+        res = patch_grid(m, pairs, toks, site=site, layers=layer_list, cells=cells, cell_labels=names, seed=seed,
+                         progress=adv, stack=stack)
         write_parquet(out / f"{name}.parquet", res.to_dataframe())
         heatmap(res, f"{name}: {site} denoising").write_html(out / f"{name}.html")
         results[name] = res
         return res
 
-    o_map = grid("o_map", ps.o_inputs("pairs"), o_rel)
-    h_map = grid("h_map", ps.h_inputs(), h_rel)
+    o_map = grid("o_map", ps.o_inputs("pairs"), o_cells(ps.pairs))
+    h_map = grid("h_map", ps.h_inputs(), h_cells)
     if ps.controls:
-        grid("o_map_controls", ps.o_inputs("controls"), o_rel)
-    n_p = p_tokens
+        grid("o_map_controls", ps.o_inputs("controls"), o_cells(ps.controls))
+    n_p = 1 + p_tokens  # the word and the last tokens of P: the columns O and H share
     comparison_figure(o_map, h_map, list(range(n_p)), list(range(n_p))).write_html(out / "o_vs_h.html")
     summary: dict[str, Any] = {"pairs": ps.summary(), "maps": {k: v.summary() for k, v in results.items()}}
     if site == "resid_pre":
         pairs, toks = ps.h_inputs()
-        atp = attribution_patch(m, pairs, toks, layers=layer_list, positions=h_rel, stack=stack)
+        atp = attribution_patch(m, pairs, toks, layers=layer_list, cells=h_cells, cell_labels=names, stack=stack)
         write_parquet(out / "h_atp.parquet", atp.to_dataframe())
         agree = atp.agreement(h_map, seed=seed)
         summary["h_atp_pearson_r"] = agree.value
         summary["h_atp_agreement"] = agree.to_dict()
-    # O -> H transplant: O(P_B)'s residual on the P tokens into H(P_A)'s quoted P.
+    # O -> H transplant: O(P_B)'s residual on the replaced word and the last P tokens into H(P_A)'s
+    # quoted P at the same places.
     other = load_items(other_task, n=len(ps.pairs), split="test", seed=seed)
     items = []
+    n_word_left_out = 0
     for p, o_row in zip(ps.pairs, other):
         h_ids = p.h_a.input_ids
         h_end = p.h_a.positions["quote_end"]
         donors = {}
         for cond, o_prompt in (("donor", p.o_b), ("same_property", p.o_a)):
-            read, write = _aligned(o_prompt.input_ids, _p_end(tok, o_prompt, o_prompt.user), h_ids, h_end, p_tokens)
+            read, write, word = transplant_positions(
+                o_prompt.input_ids, p.o_span, _p_end(tok, o_prompt, o_prompt.user), h_ids, p.h_span, h_end, p_tokens
+            )
+            n_word_left_out += cond == "donor" and not word
             donors[cond] = (o_prompt.input_ids, read, write)
         o_other = object_prompt(tok, o_row["question"], spec)
         end = _p_end(tok, o_other, o_row["question"])
@@ -143,6 +181,9 @@ def run_patch(
     write_parquet(out / "transplant.parquet", tr.to_dataframe())
     _transplant_figure(tr).write_html(out / "transplant.html")
     summary["transplant"] = tr.to_dataframe().to_dict(orient="records")
+    summary["transplant_word_left_out"] = int(n_word_left_out)  # O and H word spans of unequal length
+    if n_word_left_out:
+        log.warning("transplant: the replaced word left out for %d pairs (O/H spans differ)", n_word_left_out)
     write_parquet(out / "pairs.parquet", ps.to_dataframe())
     summary["provenance"] = provenance(m.fingerprint, seed=seed, template_hash=spec.template_hash(prop, task),
                                        task=task, property=prop.name, site=site)
@@ -178,7 +219,7 @@ def register(app: typer.Typer) -> None:
         n_items: int = typer.Option(200, help="Items tried when building pairs."),
         min_gap: float = typer.Option(0.5, help="Logit-difference gap filter threshold."),
         gap_rule: str = typer.Option("difference", help="difference | both_runs."),
-        p_tokens: int = typer.Option(8, help="Tokens at the end of P patched and aligned O↔H."),
+        p_tokens: int = typer.Option(8, help="Tokens at the end of P patched and aligned O↔H (besides the replaced word)."),
         last: int = typer.Option(6, help="Last prompt positions patched."),
         other_task: str = typer.Option("colors", help="Task of the other-task transplant control."),
         seed: int = typer.Option(0, help="Seed for items, pairs and bootstrap."),
