@@ -156,3 +156,20 @@ def test_object_answers_are_decoded_once_per_model(tiny, items, monkeypatch):
     b = behavior.elicit_object(tiny, items, get_property("second_character"))
     assert calls == [len(items)]
     assert a.responses == b.responses
+
+
+@pytest.mark.integration
+def test_smollm2_behaviour_end_to_end(smol, shared_data):
+    """Real weights: object answers comply, forced choice is well formed, release prompts run."""
+    from innerprobe.tasks import load_release
+
+    items = load_items("animals", n=8, split="test", seed=0)
+    res = behave(smol, items, get_property("first_character"), BehaviorConfig(mode="forced"))
+    s, t = res.summary, res.table
+    assert s["object_compliance"].value >= 0.75  # "Answer:" prefill makes answers usable
+    assert s["n_scored"] >= 4
+    assert (t.label_mass[t.scored] > 0.01).all()  # the labels are plausible continuations
+    rel = load_release(shared_data / "test" / "animals_long_starts_with_vowel.jsonl").select(range(6))
+    res2 = behave(smol, rel, get_property("starts_with_vowel"), BehaviorConfig(mode="free"))
+    assert res2.table.hypothetical_prompt[0].count("Previously, you were asked") == 1
+    assert res2.summary["self"]["compliance"].value > 0
