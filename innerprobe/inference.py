@@ -124,7 +124,11 @@ def continuation_logprobs(
     *,
     batch_size: int = 16,
 ) -> Float[np.ndarray, " n"]:
-    """Sum of log p(continuation tokens | prefix) for each (prefix, continuation) pair."""
+    """Sum of log p(continuation tokens | prefix) for each (prefix, continuation) pair.
+
+    One row per pair: the slow reference that :func:`label_logprobs` (shared prefixes) is
+    tested against.
+    """
     device = _model_device(hf_model)
     rows = [list(p) + list(c) for p, c in zip(prefixes, continuations)]
     order = _order_by_length(rows)
