@@ -84,6 +84,21 @@ def _rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def _grid_index(shape: tuple[int, ...], layers: Sequence[int], positions: Sequence[Any]) -> dict[str, np.ndarray]:
+    """Long-format index columns (pair, layer, position) of a [pairs, layers, positions] grid.
+
+    ``_pi`` holds the position column index, for per-position labels.
+    """
+    n, nl, npos = shape
+    pair, li, pi = np.meshgrid(np.arange(n), np.arange(nl), np.arange(npos), indexing="ij")
+    return {
+        "pair": pair.ravel(),
+        "layer": np.asarray(layers)[li.ravel()],
+        "position": np.asarray(positions)[pi.ravel()],
+        "_pi": pi.ravel(),
+    }
+
+
 @dataclass
 class _Layer:
     ln1: Tensor
@@ -491,20 +506,18 @@ class PatchResult:
         return bootstrap_ci(vals[np.isfinite(vals)])
 
     def to_dataframe(self) -> pd.DataFrame:
-        n, nl, npos = self.patched.shape
-        pair, li, pi = np.meshgrid(np.arange(n), np.arange(nl), np.arange(npos), indexing="ij")
+        index = _grid_index(self.patched.shape, self.layers, self.positions)
+        pi = index.pop("_pi")
         return pd.DataFrame(
             {
-                "pair": pair.ravel(),
-                "layer": np.asarray(self.layers)[li.ravel()],
-                "position": np.asarray(self.positions)[pi.ravel()],
-                "token": np.asarray(self.position_labels, dtype=object)[pi.ravel()],
+                **index,
+                "token": np.asarray(self.position_labels, dtype=object)[pi],
                 "site": self.site,
                 "direction": self.direction,
                 "metric": self.metric,
                 "patched": self.patched.ravel(),
-                "source_metric": self.source_metric[pair.ravel()],
-                "target_metric": self.target_metric[pair.ravel()],
+                "source_metric": self.source_metric[index["pair"]],
+                "target_metric": self.target_metric[index["pair"]],
                 "recovery": self.recovery.ravel(),
             }
         )
@@ -745,16 +758,9 @@ class AttributionResult:
         return Estimate(r, lo, hi, int(ok.sum()), method + "; bootstrap over pairs")
 
     def to_dataframe(self) -> pd.DataFrame:
-        n, nl, npos = self.estimate.shape
-        pair, li, pi = np.meshgrid(np.arange(n), np.arange(nl), np.arange(npos), indexing="ij")
-        return pd.DataFrame(
-            {
-                "pair": pair.ravel(),
-                "layer": np.asarray(self.layers)[li.ravel()],
-                "position": np.asarray(self.positions)[pi.ravel()],
-                "atp_effect": self.estimate.ravel(),
-            }
-        )
+        index = _grid_index(self.estimate.shape, self.layers, self.positions)
+        index.pop("_pi")
+        return pd.DataFrame({**index, "atp_effect": self.estimate.ravel()})
 
 
 def attribution_patch(
