@@ -27,17 +27,19 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from innerprobe import stats
 from innerprobe.artifacts import provenance, write_json, write_parquet
-from innerprobe.baselines import compare_self_cross, comparisons_frame, pooled_self_cross
+from innerprobe.baselines import compare_self_cross
 from innerprobe.behavior import BehaviorConfig, behave
 from innerprobe.finetune import FinetuneConfig, finetune
 from innerprobe.models import load_model
@@ -47,6 +49,7 @@ from innerprobe.training_data import (
     HELDOUT_TASKS,
     TRAIN_TASKS,
     build_training_data,
+    load_training_data,
     save_training_data,
 )
 
@@ -67,6 +70,59 @@ def cross_mad(table, labels: list[str]) -> float | None:
             obj.append(od)
             hyp.append(dict(zip(labels, map(float, h))))
     return stats.calibration_from_distributions(obj, hyp, top_k=1) if obj else None
+
+
+def cached_training_data(source, path: Path, n_combo: int, seed: int):
+    """Training rows of ``source`` from ``path`` when an earlier run of the same settings wrote them
+    (same model weights, item count and seed), else ``None``: a rerun resumes after this stage."""
+    prov_path = path.with_suffix(path.suffix + ".provenance.json")
+    if not path.exists() or not prov_path.exists():
+        return None
+    prov = json.loads(prov_path.read_text())
+    same = (
+        prov.get("model", {}).get("weights_sha256") == source.fingerprint.weights_sha256
+        and prov.get("n_per_combo") == n_combo
+        and prov.get("seed") == seed
+    )
+    if not same:
+        log.info("%s was written with other settings: rebuilding", path)
+        return None
+    data = load_training_data(path)
+    log.info("resumed %d training rows from %s", len(data), path)
+    return data
+
+
+def training_data(source, path: Path, n_combo: int, seed: int):
+    """Build (or resume) ``source``'s training rows on the training tasks."""
+    data = cached_training_data(source, path, n_combo, seed)
+    if data is None:
+        data = build_training_data(source, TRAIN_TASKS, PROPERTIES, n_combo, seed=seed)
+        save_training_data(data, path, source, n_per_combo=n_combo, seed=seed)
+    return data
+
+
+def eval_cell(out: Path, task: str, pname: str, compute) -> tuple[dict[str, Any], Any]:
+    """One held-out (task, property) cell: ``(row, table)``, computed once and resumed after.
+
+    The table goes to ``eval_<task>_<property>.parquet`` and the row to the matching ``.json``
+    (written last, so a cell counts as done only when both exist).
+    """
+    table_path = out / f"eval_{task}_{pname}.parquet"
+    row_path = out / f"eval_{task}_{pname}.json"
+    if table_path.exists() and row_path.exists():
+        log.info("resumed %s × %s from %s", task, pname, row_path)
+        return json.loads(row_path.read_text())["row"], pd.read_parquet(table_path)
+    row, table = compute()
+    write_parquet(table_path, table)
+    write_json(row_path, {"row": row})
+    return row, table
+
+
+def pooled_from_tables(tables, seed: int) -> stats.PairedDiff:
+    """Self − cross pooled over the compliant items of every cell (paired bootstrap)."""
+    a = np.concatenate([t["correct"].to_numpy(float)[t["object_compliant"].to_numpy(bool)] for t in tables])
+    b = np.concatenate([t["cross_correct"].to_numpy(float)[t["object_compliant"].to_numpy(bool)] for t in tables])
+    return stats.paired_bootstrap_diff(a, b, seed=seed)
 
 
 def full_run_minutes(wall_s: float, timings: dict[str, float], scale: float) -> float:
@@ -144,39 +200,41 @@ def main() -> None:
 
     t = time.time()
     m = load_model(args.m, device="cpu")
-    data1 = build_training_data(m, TRAIN_TASKS, PROPERTIES, n_combo, seed=args.seed)
-    save_training_data(data1, args.out / "m1_train.jsonl", m)
+    data1 = training_data(m, args.out / "m1_train.jsonl", n_combo, args.seed)
     t = tick("m1_data", t)
     run1 = finetune(m, data1, args.out / "m1", fcfg, resume=True)
     t = tick("m1_train", t)
     m1 = load_model(args.out / "m1", device="cpu")
-    data2 = build_training_data(m1, TRAIN_TASKS, PROPERTIES, n_combo, seed=args.seed)
-    save_training_data(data2, args.out / "m2_train.jsonl", m1)
+    data2 = training_data(m1, args.out / "m2_train.jsonl", n_combo, args.seed)
     t = tick("m2_data", t)
     m2_base = load_model(args.m2, device="cpu")
     run2 = finetune(m2_base, data2, args.out / "m2", fcfg, resume=True)
     t = tick("m2_train", t)
     m2 = load_model(args.out / "m2", device="cpu")
     del m2_base
-    rows, comps = [], []
+    rows, tables = [], []
     for task in HELDOUT_TASKS:
         test = load_items(task, n=n_test, split="test", seed=args.seed)
         train = load_items(task, n=n_combo, split="train", seed=args.seed)
         for pname in EVAL_PROPERTIES:
             prop = get_property(pname)
-            untrained = behave(m, test, prop, bcfg)
-            comp = compare_self_cross(m1, m2, test, prop, bcfg, text_train_items=train)
-            comps.append(comp)
-            write_parquet(args.out / f"eval_{task}_{pname}.parquet", comp.table)
-            row = comp.row()
-            row.update(
-                untrained_self=untrained.self_accuracy.value,
-                mad_untrained=untrained.summary.get("calibration_mad"),
-                mad_cross=cross_mad(comp.table, untrained.summary["labels"]),
-            )
+
+            def compute(test=test, train=train, prop=prop):
+                untrained = behave(m, test, prop, bcfg)
+                comp = compare_self_cross(m1, m2, test, prop, bcfg, text_train_items=train)
+                row = comp.row()
+                row.update(
+                    untrained_self=untrained.self_accuracy.value,
+                    mad_untrained=untrained.summary.get("calibration_mad"),
+                    mad_cross=cross_mad(comp.table, untrained.summary["labels"]),
+                )
+                return row, comp.table
+
+            row, table = eval_cell(args.out, task, pname, compute)
             rows.append(row)
+            tables.append(table)
     t = tick("eval", t)
-    pooled = pooled_self_cross(comps, seed=args.seed)
+    pooled = pooled_from_tables(tables, seed=args.seed)
     wall = time.time() - t0
     steps = run1.history + run2.history
     step_s = float(np.mean(np.diff([0.0] + [h["seconds"] for h in run1.history]))) if run1.history else 0.0
@@ -196,7 +254,7 @@ def main() -> None:
                                  m2_base=args.m2, finetune=fcfg.to_dict(), behavior={"calibration_samples": args.calibration_samples}),
     }
     write_json(args.out / "results.json", results)
-    write_parquet(args.out / "table.parquet", comparisons_frame(comps).astype({"self_ci": str, "cross_ci": str, "diff_ci": str}))
+    write_parquet(args.out / "table.parquet", pd.DataFrame(rows).astype({"self_ci": str, "cross_ci": str, "diff_ci": str}))
     summary = args.summary or Path("experiments/results") / ("self_vs_cross.md" if args.scale >= 1 else "self_vs_cross_smoke.md")
     summary.parent.mkdir(parents=True, exist_ok=True)
     from innerprobe.artifacts import atomic_path

@@ -247,17 +247,28 @@ def object_distributions(
     prop: Property,
     config: BehaviorConfig,
 ) -> list[dict[str, float]]:
-    """Object-level property distributions from ``calibration_samples`` samples at T=1."""
-    samples = generate(
-        model.hf_model,
-        model.tokenizer,
-        [p.input_ids for p in obj.prompts],
-        max_new_tokens=config.object_max_new_tokens,
-        batch_size=max(1, config.batch_size // 2),
-        do_sample=True,
-        num_samples=config.calibration_samples,
-        seed=config.seed,
-    )
+    """Object-level property distributions from ``calibration_samples`` samples at T=1.
+
+    The samples depend on the prompts and settings only, never on ``prop``; a second property of
+    the same items reuses them from ``model.sample_cache`` (bit-identical to sampling again).
+    """
+    rows = [p.input_ids for p in obj.prompts]
+    batch_size = max(1, config.batch_size // 2)
+    key = (config.object_max_new_tokens, batch_size, config.calibration_samples, config.seed,
+           tuple(tuple(r) for r in rows))
+    samples = model.sample_cache.get(key)
+    if samples is None:
+        samples = generate(
+            model.hf_model,
+            model.tokenizer,
+            rows,
+            max_new_tokens=config.object_max_new_tokens,
+            batch_size=batch_size,
+            do_sample=True,
+            num_samples=config.calibration_samples,
+            seed=config.seed,
+        )
+        model.sample_cache[key] = samples
     out = []
     for row, s in zip(items, samples):
         meta = item_meta(row)

@@ -9,6 +9,7 @@ token tensor without a mask gives silently wrong activations).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -97,6 +98,19 @@ def generate(
     return out
 
 
+def _last_only(hf_model: Any) -> dict[str, int]:
+    """``{"logits_to_keep": 1}`` when the model's forward takes it, else ``{}``.
+
+    Unembedding every position costs a fifth of a SmolLM2 forward (49k-way logits at ~60
+    positions) when only the last position's next-token distribution is read.
+    """
+    try:
+        params = inspect.signature(hf_model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+
 @torch.inference_mode()
 def next_token_logprobs(
     hf_model: Any, rows: Sequence[Sequence[int]], pad_id: int, *, batch_size: int = 16
@@ -108,7 +122,7 @@ def next_token_logprobs(
     for sl in batches(len(order), batch_size):
         idx = order[sl]
         ids, mask, pos = left_pad([rows[i] for i in idx], pad_id, device)
-        logits = hf_model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
+        logits = hf_model(input_ids=ids, attention_mask=mask, position_ids=pos, **_last_only(hf_model)).logits[:, -1]
         lp = torch.log_softmax(logits.float(), dim=-1).cpu()
         for j, i in enumerate(idx):
             out[i] = lp[j]

@@ -93,6 +93,10 @@ class LoadedModel:
     greedy_cache: dict[tuple[int, tuple[int, ...]], str] = field(default_factory=dict, repr=False)
     """Greedy continuations already decoded, keyed by (max_new_tokens, prompt token ids): the
     object-level answer of an item does not depend on the property asked about later."""
+    sample_cache: dict[tuple[Any, ...], list[list[str]]] = field(default_factory=dict, repr=False)
+    """Seeded T=1 samples already drawn, keyed by the whole call (settings and every prompt):
+    the same call returns the same samples, so calibration over several properties of the same
+    items samples once."""
 
     @property
     def hf_model(self) -> Any:

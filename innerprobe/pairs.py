@@ -215,27 +215,6 @@ class _Candidate:
     question_b: str
 
 
-def _candidates(
-    tokenizer: Any,
-    items: Any,
-    vocabulary: Sequence[str],
-    spec: PromptSpec,
-    word_index: int,
-    per_item: int,
-    rng: np.random.Generator,
-    excluded: Counter,
-) -> list[_Candidate]:
-    """Up to ``per_item`` same-token-length replacements of word ``word_index`` per item."""
-    out = []
-    for row in items:
-        meta = item_meta(row)
-        if meta.get("kind") != "sequence" or not meta.get("string"):
-            excluded["not_sequence"] += 1
-            continue
-        out += _item_candidates(tokenizer, row, meta["string"], vocabulary, spec, word_index, per_item, rng, excluded)
-    return out
-
-
 def _item_candidates(
     tokenizer: Any,
     row: Any,
@@ -287,12 +266,14 @@ def _flipping_candidates(
     rng: np.random.Generator,
     excluded: Counter,
     batch_size: int,
-) -> tuple[list[_Candidate], list[tuple[str, str]], list[tuple[int, int]]]:
+) -> tuple[list[_Candidate], list[tuple[str, str]], list[tuple[int, int]], list[tuple[float, float]]]:
     """Candidates whose forced answer changes, searching word positions round by round.
 
     Round ``r`` tries, for every item without a flip yet, the ``r``-th index of its order
     (``[word_index]`` for an int, :func:`word_order` for ``"any"``, at most ``max_tries``
     indices). Each candidate whose answer does not change is counted as ``same_answer``.
+    Returns the flipping candidates, their ``(A, B)`` answers, answer first tokens and O logit
+    differences ``(ld_A, ld_B)`` of those two tokens.
     """
     tok = model.tokenizer
     open_items: list[tuple[Any, str, Prompt, list[int]]] = []
@@ -304,11 +285,12 @@ def _flipping_candidates(
         n_words = len(meta["string"].split())
         order = [word_index] if word_index != "any" else word_order(n_words, rng)[:max_tries]
         open_items.append((row, meta["string"], object_prompt(tok, row["question"], spec), order))
-    base = _forced_answers(model, [o[2] for o in open_items], vocabulary, spec, batch_size) if open_items else ([], [])
-    base_of = {o[0]["id"]: (a, f) for o, a, f in zip(open_items, *base)}
+    base = _forced_answers(model, [o[2] for o in open_items], vocabulary, spec, batch_size) if open_items else ([], [], [])
+    base_of = {o[0]["id"]: (a, f, sc) for o, a, f, sc in zip(open_items, *base)}
     kept: list[_Candidate] = []
     answers: list[tuple[str, str]] = []
     firsts: list[tuple[int, int]] = []
+    o_lds: list[tuple[float, float]] = []
     for r in range(max(len(o[3]) for o in open_items) if open_items else 0):
         cands = []
         for row, string, o_a, order in open_items:
@@ -316,37 +298,42 @@ def _flipping_candidates(
                 cands += _item_candidates(tok, row, string, vocabulary, spec, order[r], per_item, rng, excluded, o_a)
         if not cands:
             break
-        ans_b, first_b = _forced_answers(model, [c.o_b for c in cands], vocabulary, spec, batch_size)
+        ans_b, first_b, scores_b = _forced_answers(model, [c.o_b for c in cands], vocabulary, spec, batch_size)
         flipped = set()
-        for c, ab, fb in zip(cands, ans_b, first_b):
-            aa, fa = base_of[c.item_id]
+        for c, ab, fb, sb in zip(cands, ans_b, first_b, scores_b):
+            aa, fa, sa = base_of[c.item_id]
             if aa == ab:
                 excluded["same_answer"] += 1
                 continue
             kept.append(c)
             answers.append((aa, ab))
             firsts.append((fa, fb))
+            o_lds.append((sa[fa] - sa[fb], sb[fa] - sb[fb]))
             flipped.add(c.item_id)
         open_items = [o for o in open_items if o[0]["id"] not in flipped]
         log.info("word-position round %d: %d candidates, %d flipped, %d items still open", r, len(cands), len(flipped), len(open_items))
-    return kept, answers, firsts
+    return kept, answers, firsts, o_lds
 
 
 def _forced_answers(
     model: Any, prompts: Sequence[Prompt], vocabulary: Sequence[str], spec: PromptSpec, batch_size: int
-) -> tuple[list[str], list[int]]:
+) -> tuple[list[str], list[int], list[dict[int, float]]]:
     """Forced choice over the vocabulary at the first token after the prefill.
 
     Each label is scored by its first token (one forward per prompt); labels that share a first
     token are indistinguishable here and such pairs are later excluded as ``same_first_token``.
+    Returns the answers, their first tokens and each prompt's log-probs of every label's first
+    token (the O logit differences of the gap filter are read from these: no second forward).
     """
     tok = model.tokenizer
     labels = label_tokens(tok, list(vocabulary), prompts[0].text, spec.object_prefill)
     lp = next_token_logprobs(
         model.hf_model, [p.input_ids for p in prompts], tok.pad_token_id, batch_size=batch_size
     )
-    idx = lp[:, labels.first_ids].argmax(-1).tolist()
-    return [vocabulary[i] for i in idx], [labels.first_ids[i] for i in idx]
+    sub = lp[:, labels.first_ids].double()
+    idx = sub.argmax(-1).tolist()
+    scores = [dict(zip(labels.first_ids, row)) for row in sub.tolist()]
+    return [vocabulary[i] for i in idx], [labels.first_ids[i] for i in idx], scores
 
 
 def _logit_diffs(model: Any, prompts: Sequence[Prompt], tokens: Sequence[tuple[int, int]], batch_size: int) -> np.ndarray:
@@ -364,6 +351,80 @@ def _passes(ld_a: float, ld_b: float, min_gap: float, rule: GapRule) -> bool:
     if rule == "both_runs":
         return ld_a > min_gap and -ld_b > min_gap
     return ld_a - ld_b > min_gap
+
+
+def _filter_pairs(
+    model: Any,
+    task: str,
+    prop: Property,
+    vocab: Sequence[str],
+    cands: Sequence[_Candidate],
+    answers: Sequence[tuple[str, str]],
+    firsts: Sequence[tuple[int, int]],
+    o_lds: Sequence[tuple[float, float]],
+    min_gap: float,
+    gap_rule: GapRule,
+    spec: PromptSpec,
+    batch_size: int,
+    excluded: Counter,
+) -> tuple[list[MinimalPair], list[MinimalPair]]:
+    """``(property pairs, control pairs)`` among answer-flipping candidates, after the filters.
+
+    Drops (and counts) pairs whose answers share a first token or have no property value, whose
+    O runs fail the gap filter, and property pairs whose H prompts differ in length or whose H
+    runs fail the gap filter on the two property labels.
+    """
+    tok = model.tokenizer
+    pairs: list[MinimalPair] = []
+    controls: list[MinimalPair] = []
+    h_todo: list[MinimalPair] = []
+    for c, (ans_a, ans_b), ot, (ld_a, ld_b) in zip(cands, answers, firsts, o_lds):
+        if ot[0] == ot[1]:
+            excluded["same_first_token"] += 1
+            continue
+        va, vb = prop.extract(ans_a), prop.extract(ans_b)
+        if va is None or vb is None:
+            excluded["no_property_value"] += 1
+            continue
+        if not _passes(ld_a, ld_b, min_gap, gap_rule):
+            excluded["small_o_gap"] += 1
+            continue
+        h_a = hypothetical_prompt(tok, c.question_a, prop, spec, task=task)
+        h_b = hypothetical_prompt(tok, c.question_b, prop, spec, task=task)
+        mp = MinimalPair(
+            c.item_id, "property" if va != vb else "control", c.index, c.word_a, c.word_b,
+            c.o_a, c.o_b, h_a, h_b, ans_a, ans_b, va, vb, ot, (float(ld_a), float(ld_b)),
+        )
+        mp.o_span = word_token_span(tok, c.o_a, c.o_b)
+        if va == vb:
+            if len(h_a) == len(h_b):
+                mp.h_span = word_token_span(tok, h_a, h_b)
+            controls.append(mp)
+        elif len(h_a) != len(h_b):
+            excluded["unequal_h_length"] += 1
+        else:
+            mp.h_span = word_token_span(tok, h_a, h_b)
+            h_todo.append(mp)
+    if not h_todo:
+        return pairs, controls
+    labels = prop.labels(list(vocab))
+    lt = label_tokens(tok, labels, h_todo[0].h_a.text, spec.hypothetical_prefill)
+    first_of = dict(zip(labels, lt.first_ids))
+    bad = [mp for mp in h_todo if mp.value_a not in first_of or mp.value_b not in first_of]
+    excluded["no_property_value"] += len(bad)
+    h_todo = [mp for mp in h_todo if mp not in bad]
+    if not h_todo:
+        return pairs, controls
+    h_toks = [(first_of[mp.value_a], first_of[mp.value_b]) for mp in h_todo]
+    ha = _logit_diffs(model, [mp.h_a for mp in h_todo], h_toks, batch_size)
+    hb = _logit_diffs(model, [mp.h_b for mp in h_todo], h_toks, batch_size)
+    for mp, t, x, y in zip(h_todo, h_toks, ha, hb):
+        mp.h_tokens, mp.h_ld = t, (float(x), float(y))
+        if _passes(float(x), float(y), min_gap, gap_rule):
+            pairs.append(mp)
+        else:
+            excluded["small_h_gap"] += 1
+    return pairs, controls
 
 
 def build_pairs(
@@ -384,17 +445,24 @@ def build_pairs(
     batch_size: int = 16,
     n_controls: int | None = None,
     items: Any = None,
+    chunk_size: int | None = 64,
 ) -> PairSet:
     """Build up to ``n_pairs`` property pairs (and up to ``n_controls`` control pairs).
+
+    Items are worked through in chunks of ``chunk_size`` (``None``: all at once): each chunk is
+    searched and filtered, and the search stops once both budgets are full, so a large
+    ``n_items`` costs only what the budgets need. ``PairSet.settings["n_items_used"]`` says how
+    many items were searched; exclusion counts cover those items only.
 
     Args:
         task: a sequence task (``animals``, ``colors``...; see ``TASKS``).
         prop: the property of the answer the hypothetical asks about.
-        n_items: items drawn from ``split``; ``per_item`` replacement words tried per item.
+        n_items: items drawn from ``split`` (at most); ``per_item`` replacement words tried per item.
         word_index: which sequence word is replaced (``-1``: the last); ``"any"`` (default)
             searches up to ``max_tries`` word positions per item (:func:`word_order`) and stops
             at the first position that flips the model's answer.
         min_gap, gap_rule: the logit-difference gap filter (see the module docstring).
+        n_controls: control-pair budget (default: ``n_pairs``).
 
     Raises:
         DataError: no property pair survives the filters (the counts are in the message).
@@ -402,91 +470,56 @@ def build_pairs(
     if task not in TASKS or TASKS[task].vocabulary is None:
         valid = [k for k, t in TASKS.items() if t.vocabulary]
         raise DataError(f"task {task!r} has no vocabulary for symmetric replacement; valid: {valid}")
+    if word_index != "any" and not isinstance(word_index, int):
+        raise DataError(f"word_index must be an int or 'any', got {word_index!r}")
+    if chunk_size is not None and chunk_size < 1:
+        raise DataError(f"chunk_size must be a positive item count or None, got {chunk_size}")
     prop = get_property(prop) if isinstance(prop, str) else prop
     vocab = list(TASKS[task].vocabulary)
-    tok = model.tokenizer
+    n_controls = n_pairs if n_controls is None else n_controls
     rng = np.random.default_rng(seed)
     excluded: Counter = Counter()
     items = items if items is not None else load_items(task, n=n_items, split=split, seed=seed)
-    if word_index != "any" and not isinstance(word_index, int):
-        raise DataError(f"word_index must be an int or 'any', got {word_index!r}")
-    cands, answers, first = _flipping_candidates(
-        model, items, vocab, spec, word_index, per_item, max_tries, rng, excluded, batch_size
-    )
-    n = len(cands) + excluded["same_answer"]
-    if not n:
-        raise DataError(f"no candidate pairs: excluded {dict(excluded)}")
-    kept: list[tuple[_Candidate, str, str, str, str, tuple[int, int]]] = []
-    for c, (ans_a, ans_b), (fa, fb) in zip(cands, answers, first):
-        if fa == fb:
-            excluded["same_first_token"] += 1
-            continue
-        va, vb = prop.extract(ans_a), prop.extract(ans_b)
-        if va is None or vb is None:
-            excluded["no_property_value"] += 1
-            continue
-        kept.append((c, ans_a, ans_b, va, vb, (fa, fb)))
-    if not kept:
-        raise DataError(f"no pair changes the model's answer; excluded {dict(excluded)}")
-    o_toks = [k[5] for k in kept]
-    ld_a = _logit_diffs(model, [k[0].o_a for k in kept], o_toks, batch_size)
-    ld_b = _logit_diffs(model, [k[0].o_b for k in kept], o_toks, batch_size)
+    step = chunk_size or len(items)
     pairs: list[MinimalPair] = []
     controls: list[MinimalPair] = []
-    h_todo: list[MinimalPair] = []
-    for j, (c, ans_a, ans_b, va, vb, ot) in enumerate(kept):
-        if not _passes(float(ld_a[j]), float(ld_b[j]), min_gap, gap_rule):
-            excluded["small_o_gap"] += 1
-            continue
-        h_a = hypothetical_prompt(tok, c.question_a, prop, spec, task=task)
-        h_b = hypothetical_prompt(tok, c.question_b, prop, spec, task=task)
-        mp = MinimalPair(
-            c.item_id, "property" if va != vb else "control", c.index, c.word_a, c.word_b,
-            c.o_a, c.o_b, h_a, h_b, ans_a, ans_b, va, vb, ot, (float(ld_a[j]), float(ld_b[j])),
+    n = n_used = 0
+    for lo in range(0, len(items), step):
+        chunk = items.select(range(lo, min(lo + step, len(items)))) if hasattr(items, "select") else items[lo : lo + step]
+        cands, answers, firsts, o_lds = _flipping_candidates(
+            model, chunk, vocab, spec, word_index, per_item, max_tries, rng, excluded, batch_size
         )
-        mp.o_span = word_token_span(tok, c.o_a, c.o_b)
-        if va == vb:
-            if len(h_a) == len(h_b):
-                mp.h_span = word_token_span(tok, h_a, h_b)
-            controls.append(mp)
-        elif len(h_a) != len(h_b):
-            excluded["unequal_h_length"] += 1
-        else:
-            mp.h_span = word_token_span(tok, h_a, h_b)
-            h_todo.append(mp)
-    if h_todo:
-        labels = prop.labels(vocab)
-        lt = label_tokens(tok, labels, h_todo[0].h_a.text, spec.hypothetical_prefill)
-        first_of = dict(zip(labels, lt.first_ids))
-        bad = [mp for mp in h_todo if mp.value_a not in first_of or mp.value_b not in first_of]
-        excluded["no_property_value"] += len(bad)
-        h_todo = [mp for mp in h_todo if mp not in bad]
-        h_toks = [(first_of[mp.value_a], first_of[mp.value_b]) for mp in h_todo]
-        if h_todo:
-            ha = _logit_diffs(model, [mp.h_a for mp in h_todo], h_toks, batch_size)
-            hb = _logit_diffs(model, [mp.h_b for mp in h_todo], h_toks, batch_size)
-            for mp, t, x, y in zip(h_todo, h_toks, ha, hb):
-                mp.h_tokens, mp.h_ld = t, (float(x), float(y))
-                if _passes(float(x), float(y), min_gap, gap_rule):
-                    pairs.append(mp)
-                else:
-                    excluded["small_h_gap"] += 1
+        n_used += len(chunk)
+        n += len(cands)
+        more_p, more_c = _filter_pairs(
+            model, task, prop, vocab, cands, answers, firsts, o_lds, min_gap, gap_rule, spec, batch_size, excluded
+        )
+        pairs += more_p
+        controls += more_c
+        if len(pairs) >= n_pairs and len(controls) >= n_controls:
+            break
+    n_flipped = n
+    n += excluded["same_answer"]
+    if not n:
+        raise DataError(f"no candidate pairs: excluded {dict(excluded)}")
+    if not n_flipped:
+        raise DataError(f"no pair changes the model's answer; excluded {dict(excluded)}")
     settings = {
-        "n_items": len(items), "split": split, "word_index": word_index, "per_item": per_item,
-        "max_tries": max_tries,
+        "n_items": len(items), "n_items_used": n_used, "chunk_size": chunk_size, "split": split,
+        "word_index": word_index, "per_item": per_item, "max_tries": max_tries,
         "min_gap": min_gap, "gap_rule": gap_rule, "seed": seed, "spec": spec.to_dict(),
     }
     result = PairSet(
-        task, prop.name, pairs[:n_pairs], controls[: n_controls if n_controls is not None else n_pairs],
+        task, prop.name, pairs[:n_pairs], controls[:n_controls],
         {r: int(excluded.get(r, 0)) for r in EXCLUSION_REASONS}, n, settings,
     )
     result.excluded["over_budget"] = max(0, len(pairs) - n_pairs)
     result.excluded["controls_over_budget"] = max(0, len(controls) - len(result.controls))
-    log.info("pairs: %d property, %d control of %d candidates; excluded %s", len(result.pairs), len(result.controls), n, result.excluded)
+    log.info("pairs: %d property, %d control of %d candidates from %d items; excluded %s",
+             len(result.pairs), len(result.controls), n, n_used, result.excluded)
     if not result.pairs:
         raise DataError(
-            f"empty pair set after filtering ({n} candidates; excluded {result.excluded}); "
+            f"empty pair set after filtering ({n} candidates from {n_used} items; excluded {result.excluded}); "
             "try more items (n_items), a smaller min_gap or gap_rule='difference'"
         )
     return result
-

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 SITES = ("resid_pre", "resid_post", "attn_out", "mlp_out")
 DIRECTIONS = ("denoise", "noise")
+SUFFIX_STRATEGIES = ("auto", "per_position", "shared")
 Progress = Callable[[int], None] | None
 
 
@@ -303,6 +304,46 @@ class PatchRow:
     vectors: Float[Tensor, "k d_model"]
 
 
+def plan_suffixes(
+    first: Sequence[int], depth: Sequence[int], n: int, overhead: float = 32.0
+) -> list[int]:
+    """Suffix start for each row of one target length: a cost-minimising grouping of rows.
+
+    A row patched first at position ``first[i]`` that runs ``depth[i]`` layers must recompute at
+    least positions ``[first[i], n)``. Rows sharing a start form one batched staircase, so the
+    choice trades FLOPs (start each row late) against batch count (one start for all). Sorting the
+    distinct first positions ``p_1 < ... < p_m``, every group is a contiguous run ``p_a..p_b``
+    started at ``p_a`` and costs ``(n - p_a) * (layers its rows run) + overhead * max depth``
+    (``overhead``: the fixed cost of a layer call, in row-positions); dynamic programming over the
+    m positions finds the cheapest grouping exactly (O(m²)).
+    """
+    ps = sorted(set(first))
+    work = dict.fromkeys(ps, 0)
+    deep = dict.fromkeys(ps, 0)
+    for f, d in zip(first, depth):
+        work[f] += d
+        deep[f] = max(deep[f], d)
+    m = len(ps)
+    best = [0.0] + [float("inf")] * m  # best[b]: cheapest grouping of ps[:b]
+    cut = [0] * (m + 1)
+    for b in range(1, m + 1):
+        w = mx = 0
+        for a in range(b - 1, -1, -1):  # group ps[a:b], started at ps[a]
+            w += work[ps[a]]
+            mx = max(mx, deep[ps[a]])
+            cost = best[a] + (n - ps[a]) * w + overhead * mx
+            if cost < best[b]:
+                best[b], cut[b] = cost, a
+    start_of: dict[int, int] = {}
+    b = m
+    while b > 0:
+        a = cut[b]
+        for p in ps[a:b]:
+            start_of[p] = ps[a]
+        b = a
+    return [start_of[f] for f in first]
+
+
 @torch.inference_mode()
 def run_rows(
     stack: LlamaStack,
@@ -311,29 +352,39 @@ def run_rows(
     rows: Sequence[PatchRow],
     *,
     max_rows: int = 256,
-    suffix: Literal["per_position", "shared"] = "shared",
+    suffix: Literal["auto", "per_position", "shared"] = "auto",
     progress: Progress = None,
 ) -> Float[Tensor, " rows"]:
     """The metric (logit diff of ``metric_tokens[target]``) after each row's patch.
 
     Rows are grouped by (target length, suffix start); each group runs as a staircase over
     layers in chunks of at most ``max_rows`` rows, recomputing only the suffix positions and
-    reading the prefix's keys/values from the target traces.
+    reading the prefix's keys/values from the target traces. ``suffix`` picks the starts:
+    ``"shared"`` one start per length (the smallest patched position), ``"per_position"`` each
+    row's own first position, ``"auto"`` the cost-minimising grouping of :func:`plan_suffixes`.
     """
+    if suffix not in SUFFIX_STRATEGIES:
+        raise UnknownNameError("suffix strategy", suffix, SUFFIX_STRATEGIES)
     out = torch.empty(len(rows), dtype=torch.float64)
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    shared_start: dict[int, int] = {}
-    for r in rows:
+    by_len: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
         n = len(targets[r.target])
         if not r.positions or min(r.positions) < 0 or max(r.positions) >= n:
             raise DataError(f"patch positions {r.positions} outside the prompt of {n} tokens")
         if not 0 <= r.start <= stack.n_layers:
             raise DataError(f"patch layer {r.start} outside [0, {stack.n_layers}]")
-        shared_start[n] = min(shared_start.get(n, n), min(r.positions))
-    for i, r in enumerate(rows):
-        n = len(targets[r.target])
-        s = min(r.positions) if suffix == "per_position" else shared_start[n]
-        groups[(n, s)].append(i)
+        by_len[n].append(i)
+    for n, idx in by_len.items():
+        first = [min(rows[i].positions) for i in idx]
+        if suffix == "per_position":
+            starts = first
+        elif suffix == "shared":
+            starts = [min(first)] * len(idx)
+        else:
+            starts = plan_suffixes(first, [stack.n_layers - rows[i].start for i in idx], n)
+        for i, s in zip(idx, starts):
+            groups[(n, s)].append(i)
     for (n, s), idx in groups.items():
         idx = sorted(idx, key=lambda i: rows[i].start)
         tgt_ids = sorted({rows[i].target for i in idx})
@@ -588,7 +639,7 @@ def patch_grid(
     metric_name: str = "logit_diff",
     tokenizer: Any = None,
     max_rows: int = 256,
-    suffix: Literal["per_position", "shared"] = "shared",
+    suffix: Literal["auto", "per_position", "shared"] = "auto",
     n_boot: int = 2000,
     seed: int = 0,
     progress: Progress = None,
@@ -609,10 +660,11 @@ def patch_grid(
             first pair; pass negative positions when pairs differ in length).
         direction: ``"denoise"`` (clean → corrupt run) or ``"noise"`` (corrupt → clean run).
         max_rows: cells per batched forward (memory bound).
-        suffix: ``"shared"`` (default) recomputes every cell from the smallest patched position
-            (one staircase, big batches: fastest on CPU in the benchmark); ``"per_position"``
-            recomputes only positions ``>= p`` for a cell at ``p`` (fewer FLOPs, more, smaller
-            batches).
+        suffix: ``"auto"`` (default) groups cells by where their recomputation starts so as to
+            minimise FLOPs plus per-batch overhead (:func:`plan_suffixes`); ``"shared"``
+            recomputes every cell from the smallest patched position (one staircase, big
+            batches); ``"per_position"`` recomputes only positions ``>= p`` for a cell at ``p``
+            (fewest FLOPs, most and smallest batches). All give the same numbers.
         cells: instead of ``positions``, per pair a list of cells, each a tuple of absolute
             positions patched *together* (e.g. every token of a replaced word, whose place
             differs between pairs); every pair has the same number of cells, named by
@@ -622,6 +674,8 @@ def patch_grid(
         raise UnknownNameError("site", site, SITES)
     if direction not in DIRECTIONS:
         raise UnknownNameError("direction", direction, DIRECTIONS)
+    if suffix not in SUFFIX_STRATEGIES:
+        raise UnknownNameError("suffix strategy", suffix, SUFFIX_STRATEGIES)
     _check_pairs(pairs, metric_tokens)
     stack = stack or LlamaStack(model)
     layers = list(range(stack.n_layers)) if layers is None else list(layers)

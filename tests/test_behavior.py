@@ -158,6 +158,31 @@ def test_object_answers_are_decoded_once_per_model(tiny, items, monkeypatch):
     assert a.responses == b.responses
 
 
+def test_calibration_samples_are_drawn_once_per_item_set(tiny, items):
+    """Two properties of the same items share one seeded sampling call; the cached samples are
+    exactly what sampling again gives."""
+    cfg = BehaviorConfig(calibration_samples=3, object_max_new_tokens=6)
+    tiny.sample_cache.clear()
+    a = behave(tiny, items, get_property("first_character"), cfg)
+    behave(tiny, items, get_property("second_character"), cfg)
+    assert len(tiny.sample_cache) == 1
+    tiny.sample_cache.clear()
+    again = behave(tiny, items, get_property("first_character"), cfg)
+    assert list(a.table["object_distribution_sampled"]) == list(again.table["object_distribution_sampled"])
+    assert a.summary["calibration_mad"] == again.summary["calibration_mad"]
+
+
+def test_next_token_logprobs_last_only_equals_full_logits(tiny, items, monkeypatch):
+    """Unembedding only the last position (``logits_to_keep=1``) changes nothing."""
+    from innerprobe import inference
+
+    rows = [object_prompt(tiny.tokenizer, q, PromptSpec()).input_ids for q in items["question"][:5]]
+    fast = next_token_logprobs(tiny.hf_model, rows, tiny.tokenizer.pad_token_id, batch_size=3)
+    monkeypatch.setattr(inference, "_last_only", lambda m: {})
+    full = next_token_logprobs(tiny.hf_model, rows, tiny.tokenizer.pad_token_id, batch_size=3)
+    assert torch.allclose(fast, full, atol=1e-5)
+
+
 @pytest.mark.integration
 def test_smollm2_behaviour_end_to_end(smol, shared_data):
     """Real weights: object answers comply, forced choice is well formed, release prompts run."""

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from innerprobe import patching as P
-from innerprobe.errors import DataError
+from innerprobe.errors import DataError, UnknownNameError
 from innerprobe.stats import normalised_recovery
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -84,9 +84,22 @@ def test_batched_equals_looped(tiny, pair, pair2):
     assert res.patched.shape == (2, 2, 2)
 
 
+def test_plan_suffixes_groups_by_cost():
+    # Far-apart first positions with much work each: each starts at its own position.
+    assert P.plan_suffixes([10, 10, 90, 90], [30, 30, 30, 30], 100, overhead=1.0) == [10, 10, 90, 90]
+    # Huge per-batch overhead: one shared start at the smallest position.
+    assert P.plan_suffixes([10, 50, 90], [30, 30, 30], 100, overhead=1e9) == [10, 10, 10]
+    # Adjacent positions merge, a distant one stays apart.
+    assert P.plan_suffixes([88, 89, 90, 10], [30] * 4, 100, overhead=64.0) == [88, 88, 88, 10]
+
+
 def test_suffix_strategies_agree(tiny, pair):
+    with pytest.raises(UnknownNameError, match="shared"):
+        P.patch_grid(tiny, [pair], [METRIC], suffix="lazy")
+    c = P.patch_grid(tiny, [pair], [METRIC], suffix="auto", n_boot=50)
     a = P.patch_grid(tiny, [pair], [METRIC], suffix="per_position", n_boot=50)
     b = P.patch_grid(tiny, [pair], [METRIC], suffix="shared", max_rows=5, n_boot=50)
+    assert torch.allclose(torch.as_tensor(a.patched), torch.as_tensor(c.patched), atol=1e-5)
     assert np.abs(a.patched - b.patched).max() <= 1e-5
 
 
@@ -208,7 +221,34 @@ def test_pairs_accounting_and_empty(tiny):
         assert len(p.o_a) == len(p.o_b) and len(p.h_a) == len(p.h_b)
     for c in ps.controls:
         assert c.value_a == c.value_b and c.answer_a != c.answer_b
+    # The O gaps are read from the forced-choice forwards: they equal a fresh logit difference.
+    from innerprobe.pairs import _logit_diffs
+
+    both = ps.pairs + ps.controls
+    fresh_a = _logit_diffs(tiny, [p.o_a for p in both], [p.o_tokens for p in both], 4)
+    fresh_b = _logit_diffs(tiny, [p.o_b for p in both], [p.o_tokens for p in both], 4)
+    np.testing.assert_allclose([p.o_ld[0] for p in both], fresh_a, atol=1e-4)
+    np.testing.assert_allclose([p.o_ld[1] for p in both], fresh_b, atol=1e-4)
     assert ps.n_candidates == sum(v for k, v in ps.excluded.items() if k not in ("unequal_length", "not_sequence")) + len(ps.pairs) + len(ps.controls)
+
+
+def test_pairs_search_stops_when_budgets_are_full(tiny, monkeypatch):
+    """Chunked search: small budgets use fewer items than drawn; every count stays consistent."""
+    import innerprobe.pairs as pairs_mod
+
+    monkeypatch.setattr(pairs_mod, "_forced_answers", _copy_first_word)
+    kw = dict(n_items=16, min_gap=-1e9, per_item=1, word_index="any")
+    small = pairs_mod.build_pairs(tiny, "animals", n_pairs=1, n_controls=0, chunk_size=4, **kw)
+    assert len(small.pairs) == 1 and small.settings["n_items_used"] < 16
+    full = pairs_mod.build_pairs(tiny, "animals", n_pairs=100, n_controls=100, chunk_size=None, **kw)
+    assert full.settings["n_items_used"] == 16 and len(full.pairs) > 1
+    chunked = pairs_mod.build_pairs(tiny, "animals", n_pairs=100, n_controls=100, chunk_size=5, **kw)
+    assert chunked.settings["n_items_used"] == 16 and len(chunked.pairs) > 1
+    for ps in (small, full, chunked):
+        used = sum(v for k, v in ps.excluded.items() if k not in ("unequal_length", "not_sequence"))
+        assert ps.n_candidates == used + len(ps.pairs) + len(ps.controls)
+    with pytest.raises(DataError, match="chunk_size"):
+        pairs_mod.build_pairs(tiny, "animals", n_pairs=1, chunk_size=0, **kw)
 
 
 @pytest.mark.integration
@@ -264,7 +304,8 @@ def _copy_first_word(model, prompts, vocabulary, spec, batch_size):
     for p in prompts:
         first = p.user.rstrip().split("\n")[-1].split()[0]
         out.append(vocabulary.index(first))
-    return [vocabulary[i] for i in out], [ids[i] for i in out]
+    scores = [{t: (0.0 if t == ids[i] else -5.0) for t in ids} for i in out]
+    return [vocabulary[i] for i in out], [ids[i] for i in out], scores
 
 
 def test_any_word_index_finds_pairs_where_last_word_fails(tiny, monkeypatch):

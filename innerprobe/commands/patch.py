@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +117,23 @@ def run_patch(
 
     spec = PromptSpec()
     prop = get_property(prop_name)
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def tick(stage: str) -> None:
+        now = time.perf_counter()
+        timings[stage] = round(now - clock[0], 2)
+        clock[0] = now
+
     console.log(f"loading {model}")
     m = load_model(model, device=device)
+    tick("load")
     stack = LlamaStack(m)
     layer_list = parse_layers(layers, stack.n_layers)
     console.log("building minimal pairs")
     ps = build_pairs(m, task, prop, n_pairs=n_pairs, n_items=n_items, min_gap=min_gap, gap_rule=gap_rule,
                      spec=spec, seed=seed)
+    tick("pairs")
     tok = m.tokenizer
     names = cell_names(p_tokens, last)
 
@@ -141,6 +152,7 @@ def run_patch(
         write_parquet(out / f"{name}.parquet", res.to_dataframe())
         heatmap(res, f"{name}: {site} denoising").write_html(out / f"{name}.html")
         results[name] = res
+        tick(name)
         return res
 
     o_map = grid("o_map", ps.o_inputs("pairs"), o_cells(ps.pairs))
@@ -157,6 +169,7 @@ def run_patch(
         agree = atp.agreement(h_map, seed=seed)
         summary["h_atp_pearson_r"] = agree.value
         summary["h_atp_agreement"] = agree.to_dict()
+        tick("h_atp")
     # O -> H transplant: O(P_B)'s residual on the replaced word and the last P tokens into H(P_A)'s
     # quoted P at the same places.
     other = load_items(other_task, n=len(ps.pairs), split="test", seed=seed)
@@ -178,6 +191,7 @@ def run_patch(
         donors["other_task"] = (o_other.input_ids, list(range(end - len(write), end)), write)
         items.append(TransplantItem(h_ids, (p.h_tokens[1], p.h_tokens[0]), donors))
     tr = transplant(m, items, layers=layer_list, seed=seed, stack=stack)
+    tick("transplant")
     write_parquet(out / "transplant.parquet", tr.to_dataframe())
     _transplant_figure(tr).write_html(out / "transplant.html")
     summary["transplant"] = tr.to_dataframe().to_dict(orient="records")
@@ -187,6 +201,7 @@ def run_patch(
     write_parquet(out / "pairs.parquet", ps.to_dataframe())
     summary["provenance"] = provenance(m.fingerprint, seed=seed, template_hash=spec.template_hash(prop, task),
                                        task=task, property=prop.name, site=site)
+    summary["timings_s"] = timings
     write_json(out / "summary.json", summary)
     return summary
 
