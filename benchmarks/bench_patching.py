@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("out", nargs="?")
     ap.add_argument("--tl-cells", type=int, default=20, help="cells timed for the 16-pair TL estimate")
     ap.add_argument("--tl-cells-1", type=int, default=300, help="cells timed for the 1-pair TL run (300: all)")
-    ap.add_argument("--suffix", nargs="+", default=["shared", "per_position"], help="suffix strategies timed")
+    ap.add_argument("--suffix", nargs="+", default=["auto", "shared", "per_position"], help="suffix strategies timed")
     ap.add_argument("--only", choices=["1_pair", "16_pairs"], help="run one of the two settings")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -337,13 +337,16 @@ def _forced_answers(
 
 
 def _logit_diffs(model: Any, prompts: Sequence[Prompt], tokens: Sequence[tuple[int, int]], batch_size: int) -> np.ndarray:
-    """``logit[a] - logit[b]`` at the last position (log-prob difference: same normaliser)."""
-    lp = next_token_logprobs(
-        model.hf_model, [p.input_ids for p in prompts], model.tokenizer.pad_token_id, batch_size=batch_size
-    )
+    """``logit[a] - logit[b]`` at the last position (log-prob difference: same normaliser).
+
+    Identical prompts (the shared A side of an item's candidates) run once.
+    """
+    unique: dict[tuple[int, ...], int] = {}
+    row_of = [unique.setdefault(tuple(p.input_ids), len(unique)) for p in prompts]
+    lp = next_token_logprobs(model.hf_model, [list(k) for k in unique], model.tokenizer.pad_token_id, batch_size=batch_size)
     a = np.array([t[0] for t in tokens])
     b = np.array([t[1] for t in tokens])
-    rows = np.arange(len(prompts))
+    rows = np.array(row_of)
     return (lp[rows, a] - lp[rows, b]).double().numpy()
 
 
@@ -367,12 +370,14 @@ def _filter_pairs(
     spec: PromptSpec,
     batch_size: int,
     excluded: Counter,
+    need_pairs: bool = True,
 ) -> tuple[list[MinimalPair], list[MinimalPair]]:
     """``(property pairs, control pairs)`` among answer-flipping candidates, after the filters.
 
     Drops (and counts) pairs whose answers share a first token or have no property value, whose
     O runs fail the gap filter, and property pairs whose H prompts differ in length or whose H
-    runs fail the gap filter on the two property labels.
+    runs fail the gap filter on the two property labels. With ``need_pairs=False`` (the property
+    budget is already full) property candidates skip the H runs and count as ``over_budget``.
     """
     tok = model.tokenizer
     pairs: list[MinimalPair] = []
@@ -400,6 +405,8 @@ def _filter_pairs(
             if len(h_a) == len(h_b):
                 mp.h_span = word_token_span(tok, h_a, h_b)
             controls.append(mp)
+        elif not need_pairs:
+            excluded["over_budget"] += 1
         elif len(h_a) != len(h_b):
             excluded["unequal_h_length"] += 1
         else:
@@ -492,7 +499,8 @@ def build_pairs(
         n_used += len(chunk)
         n += len(cands)
         more_p, more_c = _filter_pairs(
-            model, task, prop, vocab, cands, answers, firsts, o_lds, min_gap, gap_rule, spec, batch_size, excluded
+            model, task, prop, vocab, cands, answers, firsts, o_lds, min_gap, gap_rule, spec, batch_size, excluded,
+            need_pairs=len(pairs) < n_pairs,
         )
         pairs += more_p
         controls += more_c
@@ -513,7 +521,7 @@ def build_pairs(
         task, prop.name, pairs[:n_pairs], controls[:n_controls],
         {r: int(excluded.get(r, 0)) for r in EXCLUSION_REASONS}, n, settings,
     )
-    result.excluded["over_budget"] = max(0, len(pairs) - n_pairs)
+    result.excluded["over_budget"] = int(excluded["over_budget"]) + max(0, len(pairs) - n_pairs)
     result.excluded["controls_over_budget"] = max(0, len(controls) - len(result.controls))
     log.info("pairs: %d property, %d control of %d candidates from %d items; excluded %s",
              len(result.pairs), len(result.controls), n, n_used, result.excluded)

@@ -34,7 +34,7 @@ hypothetical prompt, and plotly heatmaps.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -166,6 +166,26 @@ class LlamaStack:
         self.embed_w = _orig(inner.embed_tokens).weight.detach()
         self.rotary = _orig(inner.rotary_emb)
         self.device = self.unembed.device
+        self.cache_bytes = 1 << 30
+        self._traces: OrderedDict[tuple[int, ...], Trace] = OrderedDict()
+
+    def cached_trace(self, ids: Sequence[int]) -> Trace | None:
+        """A trace of exactly ``ids`` kept from an earlier :func:`trace` call (most recent first out last)."""
+        tr = self._traces.get(tuple(ids))
+        if tr is not None:
+            self._traces.move_to_end(tuple(ids))
+        return tr
+
+    def keep_trace(self, tr: Trace) -> None:
+        """Keep ``tr`` for reuse, evicting the least recently used beyond ``cache_bytes``
+        (0 disables the cache). Stages of one analysis trace the same prompts (the H prompts of
+        the H map are the transplant's targets; the O prompts are its donors)."""
+        if self.cache_bytes <= 0:
+            return
+        self._traces[tuple(tr.ids)] = tr
+        self._traces.move_to_end(tuple(tr.ids))
+        while self._traces and sum(t.nbytes for t in self._traces.values()) > self.cache_bytes:
+            self._traces.popitem(last=False)
 
     def embed(self, ids: Sequence[int]) -> Float[Tensor, "1 pos d_model"]:
         return self.embed_w[torch.tensor(list(ids), device=self.device)][None]
@@ -241,6 +261,10 @@ class Trace:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in (self.resid, self.attn_out, self.keys, self.values))
+
     def site(self, name: str, layer: int) -> Float[Tensor, "pos d_model"]:
         """The activation of ``name`` at ``layer`` for every position."""
         if name == "resid_pre":
@@ -258,9 +282,20 @@ def trace(stack: LlamaStack, ids: Sequence[int], *, grad: bool = False) -> Trace
     """Run ``ids`` through every layer and record residuals, attention outputs and K/V.
 
     With ``grad=True`` the residuals keep their graph (``retain_grad``), for attribution patching.
+    Without it, the trace is memoised on ``stack`` (:meth:`LlamaStack.keep_trace`): read-only
+    tensors, shared by every later call with the same ``ids``.
     """
     if not ids:
         raise DataError("empty prompt")
+    if not grad and (hit := stack.cached_trace(ids)) is not None:
+        return hit
+    tr = _run_trace(stack, ids, grad)
+    if not grad:
+        stack.keep_trace(tr)
+    return tr
+
+
+def _run_trace(stack: LlamaStack, ids: Sequence[int], grad: bool) -> Trace:
     with torch.set_grad_enabled(grad):
         h = stack.embed(ids)
         if grad:

@@ -54,6 +54,23 @@ def test_trace_matches_hf_forward(tiny, stack, pair):
     assert torch.allclose(stack.logits(tr.resid[-1][-1:]), out.logits[0, -1:], atol=1e-4)
 
 
+def test_trace_cache_reuses_and_evicts(tiny, pair, pair2):
+    st = P.LlamaStack(tiny)
+    a = P.trace(st, pair[0])
+    assert P.trace(st, pair[0]) is a  # memoised
+    assert P.trace(st, pair[0], grad=True) is not a  # gradient traces never are
+    st.cache_bytes = P._run_trace(st, pair2[0], False).nbytes  # room for one trace: the older one goes
+    P.trace(st, pair2[0])
+    assert st.cached_trace(pair[0]) is None and st.cached_trace(pair2[0]) is not None
+    st.cache_bytes = 0
+    assert P.trace(st, pair[0]) is not P.trace(st, pair[0])
+    cold = P.patch_grid(tiny, [pair, pair2], [METRIC, METRIC], stack=st, n_boot=50)
+    st.cache_bytes = 1 << 30
+    P.patch_grid(tiny, [pair, pair2], [METRIC, METRIC], stack=st, n_boot=50)
+    warm = P.patch_grid(tiny, [pair, pair2], [METRIC, METRIC], stack=st, n_boot=50)
+    assert np.array_equal(cold.patched, warm.patched)
+
+
 def test_clean_into_clean_changes_nothing(tiny, pair):
     res = P.patch_grid(tiny, [(pair[0], pair[0])], [METRIC], n_boot=50)
     assert np.allclose(res.patched, res.target_metric[0], atol=1e-5)
