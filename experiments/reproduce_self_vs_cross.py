@@ -170,7 +170,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--m", default="smollm2-135m-instruct")
     ap.add_argument("--m2", default="gemma-3-270m")
-    ap.add_argument("--n-per-combo", type=int, default=150, help="items per (task, property) at scale 1")
+    ap.add_argument("--n-per-combo", type=int, default=180, help="items per (task, property) at scale 1 (180 gives >= 1000 rows for M1 and M2)")
     ap.add_argument("--n-test", type=int, default=100, help="held-out test items per task at scale 1")
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies --n-per-combo and --n-test")
     ap.add_argument("--epochs", type=int, default=1)

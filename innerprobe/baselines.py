@@ -206,10 +206,12 @@ class ShiftResult:
     diff: stats.PairedDiff | None
     adapter_dir: Path | None = None
     table: pd.DataFrame | None = None
+    n_train_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "n_items": self.n_items,
+            "n_train_rows": self.n_train_rows,
             "n_changed": self.n_changed,
             "predicts_new": self.predicts_new,
             "predicts_old": self.predicts_old,
@@ -293,7 +295,7 @@ def behaviour_shift(
     k = int(changed.sum())
     if k == 0:
         log.warning("behaviour shift: no item changed its object-level %s", prop.name)
-        return ShiftResult(len(eval_items), 0, None, None, None, run.out_dir, table)
+        return ShiftResult(len(eval_items), 0, None, None, None, run.out_dir, table, len(data))
     hit_new = (table["prediction"] == table["new_value"]).to_numpy(float)[changed]
     hit_old = (table["prediction"] == table["old_value"]).to_numpy(float)[changed]
     return ShiftResult(
@@ -304,6 +306,7 @@ def behaviour_shift(
         diff=stats.paired_bootstrap_diff(hit_new, hit_old, seed=config.seed),
         adapter_dir=run.out_dir,
         table=table,
+        n_train_rows=len(data),
     )
 
 

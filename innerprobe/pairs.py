@@ -25,6 +25,10 @@ metric (normalised recovery divides by that gap). With ``gap_rule="both_runs"`` 
 prefer its own label by more than ``min_gap`` (``ld_A > min_gap`` and ``-ld_B > min_gap``); with
 ``"difference"`` only ``ld_A - ld_B > min_gap`` is needed. Every exclusion is counted by reason
 in :class:`PairSet`.
+
+The grids patch a pair at *cells* (:func:`grid_cells`): the replaced word (all its tokens at
+once: its place differs between pairs), the last tokens of P, and the last prompt positions;
+:func:`transplant_positions` aligns the O prompt's word and P tokens with the H prompt's quote.
 """
 
 from __future__ import annotations
@@ -531,3 +535,65 @@ def build_pairs(
             "try more items (n_items), a smaller min_gap or gap_rule='difference'"
         )
     return result
+
+
+# --------------------------------------------------------------------------- patch positions
+
+
+def p_end(tokenizer: Any, prompt: Any, question: str) -> int:
+    """Token index one past the question text inside an object prompt."""
+    enc = tokenizer(prompt.text, add_special_tokens=False, return_offsets_mapping=True)
+    q = question.rstrip()
+    start = prompt.text.find(q)
+    return char_span_to_tokens([tuple(o) for o in enc["offset_mapping"]], start, start + len(q))[1]
+
+
+def _aligned(o_ids: list[int], o_end: int, h_ids: list[int], h_end: int, k: int) -> tuple[list[int], list[int]]:
+    """Up to ``k`` (O position, H position) pairs of identical tokens, walking back from the P ends."""
+    read, write = [], []
+    for d in range(1, 4 * k):
+        i, j = o_end - d, h_end - d
+        if i < 0 or j < 0 or len(read) >= k:
+            break
+        if o_ids[i] == h_ids[j]:
+            read.append(i)
+            write.append(j)
+    return read[::-1], write[::-1]
+
+
+def cell_names(k: int, last: int) -> list[str]:
+    """Column names of the patch grids: the replaced word, the last ``k`` tokens of P, the end."""
+    return ["word"] + [f"P{d}" for d in range(-k, 0)] + [str(d) for d in range(-last, 0)]
+
+
+def grid_cells(span: tuple[int, int], p_end: int, n: int, k: int, last: int) -> list[tuple[int, ...]]:
+    """One pair's patch cells (absolute positions), in the order of :func:`cell_names`.
+
+    The replaced word is one cell holding *all* its tokens (its place differs between pairs and
+    it may span several tokens); then each of the last ``k`` tokens of P (ending at ``p_end``,
+    exclusive) and each of the last ``last`` prompt positions.
+    """
+    if not 0 <= span[0] < span[1] <= n:
+        raise DataError(f"replaced-word span {span} is empty or outside a prompt of {n} tokens")
+    if not k <= p_end <= n or last > n:
+        raise DataError(f"--p-tokens {k} / --last {last} do not fit a prompt of {n} tokens (P ends at {p_end})")
+    return [tuple(range(*span))] + [(p,) for p in range(p_end - k, p_end)] + [(n + d,) for d in range(-last, 0)]
+
+
+def transplant_positions(
+    o_ids: list[int], o_span: tuple[int, int], o_end: int, h_ids: list[int], h_span: tuple[int, int], h_end: int, k: int
+) -> tuple[list[int], list[int], bool]:
+    """``(O read positions, H write positions, word included)`` for the O→H transplant.
+
+    The replaced word's tokens of O map one-to-one onto its tokens in H's quoted P (when both
+    spans have the same length; else the word is left out and ``False`` returned), plus up to
+    ``k`` identical tokens walking back from the P ends (:func:`_aligned`).
+    """
+    pairs: dict[int, int] = {}
+    word = (o_span[1] - o_span[0]) == (h_span[1] - h_span[0]) > 0
+    if word:
+        pairs.update(zip(range(*h_span), range(*o_span)))
+    for i, j in zip(*_aligned(o_ids, o_end, h_ids, h_end, k)):
+        pairs.setdefault(j, i)
+    write = sorted(pairs)
+    return [pairs[j] for j in write], write, word

@@ -21,6 +21,16 @@ Two facts make almost all of that work redundant:
    only moves positions ``>= p``, so only the *suffix* ``[s, T)`` (``s <= p``) is recomputed;
    attention reads the target's cached keys and values for the prefix ``[0, s)``.
 
+Where each staircase starts is a trade: one start per prompt length (the earliest patched
+position) makes few, big batches but recomputes positions that most cells cannot change; one
+start per cell computes the fewest positions in many small batches. :func:`plan_suffixes` picks
+the grouping that minimises positions × layers plus a per-batch overhead (exact dynamic
+programming over the distinct start positions); on hypothetical prompts, where the replaced word
+sits ~50 tokens before the end, it runs a word + P-tokens + last-positions grid 1.6× faster than
+one shared start. Full traces (residuals, keys, values) are memoised on the stack within a byte
+budget, so stages that share prompts (the H map and the transplant's targets, the O map and its
+donors) trace each prompt once.
+
 Only the two metric tokens are read out of the unembedding. The forward is innerprobe's own
 re-implementation of the Llama decoder layer on the model's weights (RMSNorm, rotary attention
 with grouped KV heads, gated MLP), checked against the HF/bridge forward and against

@@ -189,7 +189,7 @@ def test_behaviour_shift_runs_on_tiny(tiny, tmp_path):
         FinetuneConfig(rank=4, alpha=8, lr=1e-2, epochs=2, batch_size=4),
         BehaviorConfig(object_max_new_tokens=8),
     )
-    assert res.n_items == 8 and 0 <= res.n_changed <= 8
+    assert res.n_items == 8 and 0 <= res.n_changed <= 8 and res.n_train_rows > 0
     assert len(res.table) == 8
     if res.n_changed:
         assert res.predicts_new.n == res.n_changed

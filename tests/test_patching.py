@@ -382,9 +382,9 @@ def test_pairs_record_the_replaced_word_span(tiny, word_pairs):
 
 
 def _o_cells(tiny, pairs, k=3, last=2):
-    from innerprobe.commands.patch import _p_end, grid_cells
+    from innerprobe.pairs import grid_cells, p_end
 
-    return [grid_cells(p.o_span, _p_end(tiny.tokenizer, p.o_a, p.o_a.user), len(p.o_a), k, last) for p in pairs]
+    return [grid_cells(p.o_span, p_end(tiny.tokenizer, p.o_a, p.o_a.user), len(p.o_a), k, last) for p in pairs]
 
 
 def test_patch_grid_covers_the_replaced_word(tiny, word_pairs):
@@ -392,7 +392,7 @@ def test_patch_grid_covers_the_replaced_word(tiny, word_pairs):
     (first) word, so no cell could carry the difference at early layers. At layer 0 resid_pre is
     the embedding, equal in both runs except at the word: patching the word cell recovers exactly
     1, every other cell exactly 0."""
-    from innerprobe.commands.patch import cell_names
+    from innerprobe.pairs import cell_names
 
     src = word_pairs.pairs + word_pairs.controls
     cells = _o_cells(tiny, src)
@@ -424,10 +424,10 @@ def test_cells_batched_equals_looped(tiny, word_pairs):
 
 
 def test_transplant_writes_the_replaced_word(tiny, word_pairs):
-    from innerprobe.commands.patch import _p_end, transplant_positions
+    from innerprobe.pairs import p_end, transplant_positions
 
     p = next(q for q in word_pairs.pairs + word_pairs.controls if q.h_span != (0, 0))
-    o_end = _p_end(tiny.tokenizer, p.o_b, p.o_b.user)
+    o_end = p_end(tiny.tokenizer, p.o_b, p.o_b.user)
     read, write, word = transplant_positions(
         p.o_b.input_ids, p.o_span, o_end, p.h_a.input_ids, p.h_span, p.h_a.positions["quote_end"], 3
     )

@@ -12,69 +12,6 @@ import typer
 log = logging.getLogger(__name__)
 
 
-def _p_end(tokenizer: Any, prompt: Any, question: str) -> int:
-    """Token index one past the question text inside an object prompt."""
-    from innerprobe.prompts import char_span_to_tokens
-
-    enc = tokenizer(prompt.text, add_special_tokens=False, return_offsets_mapping=True)
-    q = question.rstrip()
-    start = prompt.text.find(q)
-    return char_span_to_tokens([tuple(o) for o in enc["offset_mapping"]], start, start + len(q))[1]
-
-
-def _aligned(o_ids: list[int], o_end: int, h_ids: list[int], h_end: int, k: int) -> tuple[list[int], list[int]]:
-    """Up to ``k`` (O position, H position) pairs of identical tokens, walking back from the P ends."""
-    read, write = [], []
-    for d in range(1, 4 * k):
-        i, j = o_end - d, h_end - d
-        if i < 0 or j < 0 or len(read) >= k:
-            break
-        if o_ids[i] == h_ids[j]:
-            read.append(i)
-            write.append(j)
-    return read[::-1], write[::-1]
-
-
-def cell_names(k: int, last: int) -> list[str]:
-    """Column names of the patch grids: the replaced word, the last ``k`` tokens of P, the end."""
-    return ["word"] + [f"P{d}" for d in range(-k, 0)] + [str(d) for d in range(-last, 0)]
-
-
-def grid_cells(span: tuple[int, int], p_end: int, n: int, k: int, last: int) -> list[tuple[int, ...]]:
-    """One pair's patch cells (absolute positions), in the order of :func:`cell_names`.
-
-    The replaced word is one cell holding *all* its tokens (its place differs between pairs and
-    it may span several tokens); then each of the last ``k`` tokens of P (ending at ``p_end``,
-    exclusive) and each of the last ``last`` prompt positions.
-    """
-    from innerprobe.errors import DataError
-
-    if not 0 <= span[0] < span[1] <= n:
-        raise DataError(f"replaced-word span {span} is empty or outside a prompt of {n} tokens")
-    if not k <= p_end <= n or last > n:
-        raise DataError(f"--p-tokens {k} / --last {last} do not fit a prompt of {n} tokens (P ends at {p_end})")
-    return [tuple(range(*span))] + [(p,) for p in range(p_end - k, p_end)] + [(n + d,) for d in range(-last, 0)]
-
-
-def transplant_positions(
-    o_ids: list[int], o_span: tuple[int, int], o_end: int, h_ids: list[int], h_span: tuple[int, int], h_end: int, k: int
-) -> tuple[list[int], list[int], bool]:
-    """``(O read positions, H write positions, word included)`` for the O→H transplant.
-
-    The replaced word's tokens of O map one-to-one onto its tokens in H's quoted P (when both
-    spans have the same length; else the word is left out and ``False`` returned), plus up to
-    ``k`` identical tokens walking back from the P ends (:func:`_aligned`).
-    """
-    pairs: dict[int, int] = {}
-    word = (o_span[1] - o_span[0]) == (h_span[1] - h_span[0]) > 0
-    if word:
-        pairs.update(zip(range(*h_span), range(*o_span)))
-    for i, j in zip(*_aligned(o_ids, o_end, h_ids, h_end, k)):
-        pairs.setdefault(j, i)
-    write = sorted(pairs)
-    return [pairs[j] for j in write], write, word
-
-
 def parse_layers(spec: str | None, n_layers: int) -> list[int]:
     """``None`` → every layer; ``"0,5,9"`` → those; ``"0:30:3"`` → ``range(0, 30, 3)``."""
     from innerprobe.errors import DataError
@@ -101,7 +38,7 @@ def run_patch(
 ) -> dict[str, Any]:
     from innerprobe.artifacts import provenance, write_json, write_parquet
     from innerprobe.models import load_model
-    from innerprobe.pairs import build_pairs
+    from innerprobe.pairs import build_pairs, cell_names, grid_cells, p_end, transplant_positions
     from innerprobe.patching import (
         LlamaStack,
         TransplantItem,
@@ -138,7 +75,7 @@ def run_patch(
     names = cell_names(p_tokens, last)
 
     def o_cells(src: list) -> list:
-        return [grid_cells(p.o_span, _p_end(tok, p.o_a, p.o_a.user), len(p.o_a), p_tokens, last) for p in src]
+        return [grid_cells(p.o_span, p_end(tok, p.o_a, p.o_a.user), len(p.o_a), p_tokens, last) for p in src]
 
     h_cells = [grid_cells(p.h_span, p.h_a.positions["quote_end"], len(p.h_a), p_tokens, last) for p in ps.pairs]
     out.mkdir(parents=True, exist_ok=True)
@@ -181,12 +118,12 @@ def run_patch(
         donors = {}
         for cond, o_prompt in (("donor", p.o_b), ("same_property", p.o_a)):
             read, write, word = transplant_positions(
-                o_prompt.input_ids, p.o_span, _p_end(tok, o_prompt, o_prompt.user), h_ids, p.h_span, h_end, p_tokens
+                o_prompt.input_ids, p.o_span, p_end(tok, o_prompt, o_prompt.user), h_ids, p.h_span, h_end, p_tokens
             )
             n_word_left_out += cond == "donor" and not word
             donors[cond] = (o_prompt.input_ids, read, write)
         o_other = object_prompt(tok, o_row["question"], spec)
-        end = _p_end(tok, o_other, o_row["question"])
+        end = p_end(tok, o_other, o_row["question"])
         write = donors["donor"][2]
         donors["other_task"] = (o_other.input_ids, list(range(end - len(write), end)), write)
         items.append(TransplantItem(h_ids, (p.h_tokens[1], p.h_tokens[0]), donors))
