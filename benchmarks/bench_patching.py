@@ -30,17 +30,11 @@ log = logging.getLogger("bench_patching")
 
 
 def _pairs(model, n: int):
-    from collections import Counter
-
-    from innerprobe.pairs import _candidates
-    from innerprobe.prompts import PromptSpec
+    from innerprobe.pairs import word_replacements
     from innerprobe.tasks import TASKS, load_items
 
     items = load_items("animals", n=4 * n, split="test", seed=0)
-    cands = _candidates(
-        model.tokenizer, items, list(TASKS["animals"].vocabulary), PromptSpec(), -1, 1,
-        np.random.default_rng(0), Counter(),
-    )[:n]
+    cands = word_replacements(model.tokenizer, items, list(TASKS["animals"].vocabulary), word_index=-1, per_item=1)[0][:n]
     tok = model.tokenizer
     pairs = [(c.o_a.input_ids, c.o_b.input_ids) for c in cands]
     # add_special_tokens=False: SmolLM2's tokenizer prepends <|im_start|>, whose id would be

@@ -208,7 +208,7 @@ def word_token_span(tokenizer: Any, a: Prompt, b: Prompt) -> tuple[int, int]:
 
 
 @dataclass
-class _Candidate:
+class Candidate:
     item_id: str
     index: int
     word_a: str
@@ -217,6 +217,33 @@ class _Candidate:
     o_b: Prompt
     question_a: str
     question_b: str
+
+
+def word_replacements(
+    tokenizer: Any,
+    items: Any,
+    vocabulary: Sequence[str],
+    spec: PromptSpec = PromptSpec(),
+    word_index: int = -1,
+    per_item: int = 1,
+    seed: int = 0,
+) -> tuple[list[Candidate], Counter]:
+    """Same-token-length replacements of word ``word_index`` in each item, behaviour unchecked.
+
+    The raw material of :func:`build_pairs` without the model's answers: up to ``per_item``
+    replacement words per item whose object prompt tokenises to the original length (for
+    benchmarks and hand-built pairs). Returns the candidates and the exclusion counts.
+    """
+    rng = np.random.default_rng(seed)
+    excluded: Counter = Counter()
+    out: list[Candidate] = []
+    for row in items:
+        meta = item_meta(row)
+        if meta.get("kind") != "sequence" or not meta.get("string"):
+            excluded["not_sequence"] += 1
+            continue
+        out += _item_candidates(tokenizer, row, meta["string"], vocabulary, spec, word_index, per_item, rng, excluded)
+    return out, excluded
 
 
 def _item_candidates(
@@ -230,7 +257,7 @@ def _item_candidates(
     rng: np.random.Generator,
     excluded: Counter,
     o_a: Prompt | None = None,
-) -> list[_Candidate]:
+) -> list[Candidate]:
     words = string.split()
     if not -len(words) <= word_index < len(words):
         return []
@@ -243,7 +270,7 @@ def _item_candidates(
         if len(o_b) != len(o_a):
             excluded["unequal_length"] += 1
             continue
-        out.append(_Candidate(row["id"], word_index, old, str(w), o_a, o_b, row["question"], q_b))
+        out.append(Candidate(row["id"], word_index, old, str(w), o_a, o_b, row["question"], q_b))
         if len(out) >= per_item:
             break
     return out
@@ -270,7 +297,7 @@ def _flipping_candidates(
     rng: np.random.Generator,
     excluded: Counter,
     batch_size: int,
-) -> tuple[list[_Candidate], list[tuple[str, str]], list[tuple[int, int]], list[tuple[float, float]]]:
+) -> tuple[list[Candidate], list[tuple[str, str]], list[tuple[int, int]], list[tuple[float, float]]]:
     """Candidates whose forced answer changes, searching word positions round by round.
 
     Round ``r`` tries, for every item without a flip yet, the ``r``-th index of its order
@@ -291,7 +318,7 @@ def _flipping_candidates(
         open_items.append((row, meta["string"], object_prompt(tok, row["question"], spec), order))
     base = _forced_answers(model, [o[2] for o in open_items], vocabulary, spec, batch_size) if open_items else ([], [], [])
     base_of = {o[0]["id"]: (a, f, sc) for o, a, f, sc in zip(open_items, *base)}
-    kept: list[_Candidate] = []
+    kept: list[Candidate] = []
     answers: list[tuple[str, str]] = []
     firsts: list[tuple[int, int]] = []
     o_lds: list[tuple[float, float]] = []
@@ -365,7 +392,7 @@ def _filter_pairs(
     task: str,
     prop: Property,
     vocab: Sequence[str],
-    cands: Sequence[_Candidate],
+    cands: Sequence[Candidate],
     answers: Sequence[tuple[str, str]],
     firsts: Sequence[tuple[int, int]],
     o_lds: Sequence[tuple[float, float]],
