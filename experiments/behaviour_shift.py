@@ -9,7 +9,9 @@ behaviour changed, it should predict its *new* behaviour more often than its old
 2. M1 + LoRA trained on the teacher's object answers (O(P) → teacher answer) for train items;
 3. the shifted model's new behaviour and its forced-choice self-predictions on the test items;
 4. on the items whose property changed: P(predicts new), P(predicts old), their paired
-   difference with a bootstrap CI, beside the shifted model's mode baseline on those items.
+   difference with a bootstrap CI, beside the shifted model's mode baseline on those items and
+   the control that decides the reading: how often the *unshifted* M1's predictions already
+   matched the new behaviour (the teacher's answers may be guessable from the input).
 
 Usage::
 
@@ -58,6 +60,8 @@ def markdown(r: dict) -> str:
             f"| predicts the new behaviour | {s['predicts_new']} |",
             f"| predicts the old behaviour | {s['predicts_old']} |",
             f"| new − old (paired bootstrap) | {s['new_minus_old']} (p = {s['p_value']:.3f}) |",
+            f"| control: the unshifted M1's predictions scored against the new behaviour | {s['before_predicts_new']} |",
+            f"| shifted − unshifted, predicting the new behaviour (paired) | {s['after_minus_before']} (p = {s['after_minus_before_p']:.3f}) |",
             f"| mode baseline of the new behaviour on these items | {r['mode_new']} |",
             "",
         ]

@@ -207,6 +207,11 @@ class ShiftResult:
     adapter_dir: Path | None = None
     table: pd.DataFrame | None = None
     n_train_rows: int = 0
+    before_predicts_new: stats.Estimate | None = None
+    tracking: stats.PairedDiff | None = None
+    """The control: the *unshifted* model's predictions scored against the new behaviour, and the
+    paired gain of the shifted model over it. A model that tracks its policy gains; one whose
+    predictions already matched the teacher's answers (predictable from the input) does not."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -217,6 +222,9 @@ class ShiftResult:
             "predicts_old": self.predicts_old,
             "new_minus_old": self.diff.diff if self.diff else None,
             "p_value": self.diff.p_value if self.diff else None,
+            "before_predicts_new": self.before_predicts_new,
+            "after_minus_before": self.tracking.diff if self.tracking else None,
+            "after_minus_before_p": self.tracking.p_value if self.tracking else None,
             "adapter_dir": str(self.adapter_dir) if self.adapter_dir else None,
         }
 
@@ -267,7 +275,10 @@ def behaviour_shift(
     2. train ``model`` (LoRA) on O(P) → teacher answer for ``train_items`` (object level only:
        no hypothetical is ever trained);
     3. new behaviour and self-predictions of the shifted model on ``eval_items``;
-    4. on items where new ≠ old (both compliant): share of predictions equal to new vs old.
+    4. on items where new ≠ old (both compliant): share of predictions equal to new vs old,
+       and the control: the unshifted model's predictions scored against the new behaviour.
+
+    Training resumes from ``out_dir`` when it holds a run of the same config and data.
     """
     from innerprobe.finetune import FinetuneConfig, finetune
     from innerprobe.models import load_model
@@ -275,11 +286,12 @@ def behaviour_shift(
     fcfg = finetune_config or FinetuneConfig()
     old = elicit_object(model, eval_items, prop, config)
     data = object_answer_data(teacher, train_items, prop, config)
-    run = finetune(model, data, out_dir, fcfg)
+    run = finetune(model, data, out_dir, fcfg, resume=True)
     shifted = load_model(Path(out_dir), device=str(model.device))
     new = elicit_object(shifted, eval_items, prop, config)
     labels = property_labels(prop, eval_items, list(old.values) + list(new.values))
     pred = predict(shifted, eval_items, prop, labels, config)
+    before = predict(model, eval_items, prop, labels, config)
     changed = np.array(
         [o is not None and n is not None and o != n for o, n in zip(old.values, new.values)]
     )
@@ -289,6 +301,7 @@ def behaviour_shift(
             "old_value": old.values,
             "new_value": new.values,
             "prediction": pred.cleaned,
+            "prediction_before": before.cleaned,
             "changed": changed,
         }
     )
@@ -298,6 +311,7 @@ def behaviour_shift(
         return ShiftResult(len(eval_items), 0, None, None, None, run.out_dir, table, len(data))
     hit_new = (table["prediction"] == table["new_value"]).to_numpy(float)[changed]
     hit_old = (table["prediction"] == table["old_value"]).to_numpy(float)[changed]
+    hit_before = (table["prediction_before"] == table["new_value"]).to_numpy(float)[changed]
     return ShiftResult(
         n_items=len(eval_items),
         n_changed=k,
@@ -307,6 +321,8 @@ def behaviour_shift(
         adapter_dir=run.out_dir,
         table=table,
         n_train_rows=len(data),
+        before_predicts_new=stats.accuracy(hit_before.astype(bool), seed=config.seed),
+        tracking=stats.paired_bootstrap_diff(hit_new, hit_before, seed=config.seed),
     )
 
 

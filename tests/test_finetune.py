@@ -192,7 +192,8 @@ def test_behaviour_shift_runs_on_tiny(tiny, tmp_path):
     assert res.n_items == 8 and 0 <= res.n_changed <= 8 and res.n_train_rows > 0
     assert len(res.table) == 8
     if res.n_changed:
-        assert res.predicts_new.n == res.n_changed
+        assert res.predicts_new.n == res.n_changed == res.before_predicts_new.n
+        assert abs(res.tracking.diff.value - (res.predicts_new.value - res.before_predicts_new.value)) < 1e-9
     assert (tmp_path / "shift" / "adapter_model.safetensors").exists()
 
 
