@@ -93,6 +93,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = load_model("smollm2-135m-instruct", device="cpu")
     stack = LlamaStack(model)
+    stack.cache_bytes = 0  # no trace memo: each strategy pays its own traces, as the TL loop does
     layers, rel = list(range(model.n_layers)), list(range(-10, 0))
     n_cells = len(layers) * len(rel)
     pairs, metric = _pairs(model, 16)
