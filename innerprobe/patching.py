@@ -848,13 +848,22 @@ class AttributionResult:
         if not np.isfinite(r):
             return Estimate(r, float("nan"), float("nan"), int(ok.sum()), method + "; constant vector: r undefined")
         lo = hi = float("nan")
-        if n_boot and eff.shape[0] > 1:
-            rng = np.random.default_rng(seed)
-            boots = np.array([r_of(rng.integers(0, eff.shape[0], eff.shape[0])) for _ in range(n_boot)])
-            boots = boots[np.isfinite(boots)]
-            if boots.size:
-                lo, hi = (float(x) for x in np.percentile(boots, [2.5, 97.5]))
-        return Estimate(r, lo, hi, int(ok.sum()), method + "; bootstrap over pairs")
+        rng = np.random.default_rng(seed)
+        if eff.shape[0] > 1:
+            unit = "; bootstrap over pairs"
+            draws = [r_of(rng.integers(0, eff.shape[0], eff.shape[0])) for _ in range(n_boot)]
+        else:  # one pair: resample cells; they are not independent, so the interval is optimistic
+            unit = "; one pair: bootstrap over cells (not independent: the interval is optimistic)"
+            a, b = self.estimate[ok], eff[ok]
+            draws = []
+            for _ in range(n_boot):
+                i = rng.integers(0, a.size, a.size)
+                draws.append(float(np.corrcoef(a[i], b[i])[0, 1]) if a[i].std() and b[i].std() else float("nan"))
+        boots = np.array(draws)
+        boots = boots[np.isfinite(boots)]
+        if boots.size:
+            lo, hi = (float(x) for x in np.percentile(boots, [2.5, 97.5]))
+        return Estimate(r, lo, hi, int(ok.sum()), method + unit)
 
     def to_dataframe(self) -> pd.DataFrame:
         index = _grid_index(self.estimate.shape, self.layers, self.positions)

@@ -312,6 +312,13 @@ def test_atp_agreement_skips_nonfinite_and_flags_constant(tiny, pair, pair2):
     assert np.isnan(const.value) and "constant" in const.method
 
 
+def test_atp_agreement_on_one_pair_resamples_cells(tiny, pair):
+    exact = P.patch_grid(tiny, [pair], [METRIC], n_boot=50)
+    one = P.attribution_patch(tiny, [pair], [METRIC]).agreement(exact, n_boot=200)
+    assert np.isfinite(one.ci_low) and one.ci_low <= one.value <= one.ci_high
+    assert "over cells" in one.method and "optimistic" in one.method
+
+
 def _copy_first_word(model, prompts, vocabulary, spec, batch_size):
     """A stand-in for SmolLM2's habit: answer by copying the first word of the sequence."""
     from innerprobe.prompts import label_tokens
