@@ -9,6 +9,7 @@ token tensor without a mask gives silently wrong activations).
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -162,6 +163,7 @@ def continuation_logprobs(
     return out
 
 
+@torch.inference_mode()
 def label_logprobs(
     hf_model: Any,
     rows: Sequence[Sequence[int]],
@@ -169,24 +171,92 @@ def label_logprobs(
     pad_id: int,
     *,
     batch_size: int = 16,
+    max_rows: int = 256,
 ) -> Float[np.ndarray, "n n_labels"]:
     """log p(label continuation | prompt) for every row and label, sharing prefixes.
 
-    Labels are scored through a prefix trie: one forward per *distinct proper prefix* of the
-    label token sequences, not one per label. Single-token labels need only the prompt itself;
-    labels such as SmolLM2's " 7" (a space token, then the digit) add one forward for the shared
-    space prefix, whatever the number of digits.
+    Labels are scored through a prefix trie: one next-token distribution per *distinct proper
+    prefix* of the label token sequences, not one forward per label. Single-token labels need
+    only the prompt itself. Multi-token labels (SmolLM2's " 7" is a space token, then the digit;
+    colour names span 1-3 tokens) reuse the prompt's keys/values: the prompt runs once per row
+    and every non-empty prefix runs as a short continuation on a copy of its cache, in batches of
+    at most ``max_rows`` (row, prefix) continuations, instead of re-running prompt + prefix.
+    Only the label tokens' log-probs are kept (never a rows × prefixes × vocabulary array).
     """
     prefixes = sorted({ids[:k] for ids in labels.token_ids for k in range(len(ids))}, key=len)
     where = {p: i for i, p in enumerate(prefixes)}
-    flat = [list(r) + list(p) for r in rows for p in prefixes]
-    lp = next_token_logprobs(hf_model, flat, pad_id, batch_size=batch_size)
-    lp = lp.view(len(rows), len(prefixes), -1).double().numpy()
+    vocab_ids = sorted({t for ids in labels.token_ids for t in ids})
+    col = {t: i for i, t in enumerate(vocab_ids)}
+    lp = _prefix_logprobs(hf_model, rows, prefixes, vocab_ids, pad_id, batch_size, max_rows)
     out = np.zeros((len(rows), len(labels.labels)))
     for j, ids in enumerate(labels.token_ids):
         for k, tok in enumerate(ids):
-            out[:, j] += lp[:, where[ids[:k]], tok]
+            out[:, j] += lp[:, where[ids[:k]], col[tok]]
     return out
+
+
+def _prefix_logprobs(
+    hf_model: Any,
+    rows: Sequence[Sequence[int]],
+    prefixes: Sequence[tuple[int, ...]],
+    vocab_ids: Sequence[int],
+    pad_id: int,
+    batch_size: int,
+    max_rows: int,
+) -> Float[np.ndarray, "n prefix k"]:
+    """log p(token | row + prefix) for each row, prefix and token of ``vocab_ids``."""
+    device = _model_device(hf_model)
+    keep = torch.tensor(list(vocab_ids), device=device)
+    out = np.zeros((len(rows), len(prefixes), len(vocab_ids)))
+    rest = [(i, p) for i, p in enumerate(prefixes) if p]
+    order = _order_by_length(rows)
+    for sl in batches(len(order), batch_size):
+        idx = order[sl]
+        ids, mask, pos = left_pad([rows[i] for i in idx], pad_id, device)
+        res = hf_model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=bool(rest), **_last_only(hf_model))
+        out[idx, 0] = torch.log_softmax(res.logits[:, -1].float(), -1)[:, keep].double().cpu().numpy()
+        if not rest:
+            continue
+        step = max(1, max_rows // len(idx))
+        for c in range(0, len(rest), step):
+            chunk = rest[c : c + step]
+            out[np.ix_(idx, [i for i, _ in chunk])] = _continuations(
+                hf_model, res.past_key_values, mask, pos, [p for _, p in chunk], pad_id, keep
+            )
+    return out
+
+
+def _continuations(
+    hf_model: Any,
+    cache: Any,
+    mask: Int[Tensor, "batch pos"],
+    pos: Int[Tensor, "batch pos"],
+    prefixes: Sequence[tuple[int, ...]],
+    pad_id: int,
+    keep: Int[Tensor, " k"],
+) -> Float[np.ndarray, "batch prefix k"]:
+    """Run every prefix after every cached prompt; log-probs of ``keep`` after each prefix.
+
+    Continuations are right-padded: under causal attention a real token never sees the padding
+    after it, so the distribution after prefix ``p`` is read at its own last token.
+    """
+    b, c = mask.shape[0], len(prefixes)
+    width = max(len(p) for p in prefixes)
+    cont = torch.full((c, width), pad_id, dtype=torch.long)
+    cmask = torch.zeros((c, width), dtype=torch.long)
+    for j, p in enumerate(prefixes):
+        cont[j, : len(p)] = torch.tensor(p)
+        cmask[j, : len(p)] = 1
+    dev = mask.device
+    cont, cmask = cont.to(dev).repeat(b, 1), cmask.to(dev).repeat(b, 1)  # row-major: row r, prefix j
+    attn = torch.cat([mask.repeat_interleave(c, 0), cmask], 1)
+    cpos = pos[:, -1:].repeat_interleave(c, 0) + 1 + torch.arange(width, device=dev)
+    past = copy.deepcopy(cache)
+    past.batch_repeat_interleave(c)
+    logits = hf_model(input_ids=cont, attention_mask=attn, position_ids=cpos, past_key_values=past, use_cache=True).logits
+    last = torch.tensor([len(p) - 1 for p in prefixes], device=dev).repeat(b)
+    picked = logits[torch.arange(b * c, device=dev), last].float()
+    return torch.log_softmax(picked, -1)[:, keep].view(b, c, -1).double().cpu().numpy()
 
 
 def label_distribution(

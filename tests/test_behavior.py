@@ -143,6 +143,12 @@ def test_prefix_trie_scoring_equals_brute_force(tiny, items):
         tok.pad_token_id,
     ).reshape(3, 4)
     np.testing.assert_allclose(fast, brute, atol=1e-4)
+    # more rows than a batch, fewer continuation slots than prefixes: same numbers
+    rows5 = [object_prompt(tok, q).input_ids for q in items["question"][:5]]
+    small = label_logprobs(tiny.hf_model, rows5, lt, tok.pad_token_id, batch_size=2, max_rows=3)
+    whole = label_logprobs(tiny.hf_model, rows5, lt, tok.pad_token_id)
+    np.testing.assert_allclose(small, whole, atol=1e-5)
+    np.testing.assert_allclose(small[:3], fast, atol=1e-5)
 
 
 def test_object_answers_are_decoded_once_per_model(tiny, items, monkeypatch):
