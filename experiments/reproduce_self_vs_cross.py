@@ -39,7 +39,7 @@ import torch
 
 from innerprobe import stats
 from innerprobe.artifacts import provenance, write_json, write_parquet
-from innerprobe.baselines import compare_self_cross
+from innerprobe.baselines import compare_self_cross, pooled_from_tables
 from innerprobe.behavior import BehaviorConfig, behave
 from innerprobe.finetune import FinetuneConfig, finetune
 from innerprobe.models import load_model
@@ -118,14 +118,7 @@ def eval_cell(out: Path, task: str, pname: str, compute) -> tuple[dict[str, Any]
     return row, table
 
 
-def pooled_from_tables(tables, seed: int) -> stats.PairedDiff:
-    """Self − cross pooled over the compliant items of every cell (paired bootstrap)."""
-    a = np.concatenate([t["correct"].to_numpy(float)[t["object_compliant"].to_numpy(bool)] for t in tables])
-    b = np.concatenate([t["cross_correct"].to_numpy(float)[t["object_compliant"].to_numpy(bool)] for t in tables])
-    return stats.paired_bootstrap_diff(a, b, seed=seed)
-
-
-def full_run_minutes(wall_s: float, timings: dict[str, float], scale: float) -> float:
+def full_run_minutes(wall_s: float, scale: float) -> float:
     """Extrapolate a scaled run's wall time to scale 1 (same epochs, same machine load)."""
     return wall_s / scale / 60
 
@@ -240,7 +233,7 @@ def main() -> None:
     step_s = float(np.mean(np.diff([0.0] + [h["seconds"] for h in run1.history]))) if run1.history else 0.0
     # Generation and evaluation scale with the item count, training with the row count (same
     # epochs); model loading does not scale, so this is an upper bound for the same machine load.
-    full_estimate = full_run_minutes(wall, timings, args.scale)
+    full_estimate = full_run_minutes(wall, args.scale)
     results = {
         "scale": args.scale, "m": args.m, "m2": args.m2, "epochs": args.epochs,
         "train_tasks": list(TRAIN_TASKS), "heldout_tasks": list(HELDOUT_TASKS),

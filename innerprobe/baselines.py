@@ -174,17 +174,18 @@ def comparisons_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
 
 def pooled_self_cross(comparisons: Sequence[Comparison], seed: int = 0) -> stats.PairedDiff:
     """Self − cross pooled over all scored items of all comparisons (paired bootstrap)."""
-    a, b = [], []
-    for c in comparisons:
-        t = c.table
-        if t is None:
-            continue
-        keep = t["object_compliant"].to_numpy(bool)
-        a.append(t["correct"].to_numpy(float)[keep])
-        b.append(t["cross_correct"].to_numpy(float)[keep])
-    if not a:
+    return pooled_from_tables([c.table for c in comparisons if c.table is not None], seed=seed)
+
+
+def pooled_from_tables(tables: Sequence[pd.DataFrame], seed: int = 0) -> stats.PairedDiff:
+    """Self − cross pooled over the object-compliant rows of behaviour tables with a cross
+    predictor (e.g. read back from the Parquet files of earlier comparisons)."""
+    if not tables:
         raise DataError("no comparisons with tables to pool")
-    return stats.paired_bootstrap_diff(np.concatenate(a), np.concatenate(b), seed=seed)
+    keep = [t["object_compliant"].to_numpy(bool) for t in tables]
+    a = np.concatenate([t["correct"].to_numpy(float)[k] for t, k in zip(tables, keep)])
+    b = np.concatenate([t["cross_correct"].to_numpy(float)[k] for t, k in zip(tables, keep)])
+    return stats.paired_bootstrap_diff(a, b, seed=seed)
 
 
 # --------------------------------------------------------------------------- behaviour shift
@@ -332,6 +333,7 @@ __all__ = [
     "compare_self_cross",
     "comparisons_frame",
     "pooled_self_cross",
+    "pooled_from_tables",
     "ShiftResult",
     "behaviour_shift",
     "object_answer_data",

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -237,13 +237,19 @@ def word_replacements(
     rng = np.random.default_rng(seed)
     excluded: Counter = Counter()
     out: list[Candidate] = []
+    for row, string in _sequence_items(items, excluded):
+        out += _item_candidates(tokenizer, row, string, vocabulary, spec, word_index, per_item, rng, excluded)
+    return out, excluded
+
+
+def _sequence_items(items: Any, excluded: Counter) -> Iterator[tuple[Any, str]]:
+    """``(row, sequence string)`` of each sequence item; others are counted as ``not_sequence``."""
     for row in items:
         meta = item_meta(row)
         if meta.get("kind") != "sequence" or not meta.get("string"):
             excluded["not_sequence"] += 1
             continue
-        out += _item_candidates(tokenizer, row, meta["string"], vocabulary, spec, word_index, per_item, rng, excluded)
-    return out, excluded
+        yield row, meta["string"]
 
 
 def _item_candidates(
@@ -308,14 +314,9 @@ def _flipping_candidates(
     """
     tok = model.tokenizer
     open_items: list[tuple[Any, str, Prompt, list[int]]] = []
-    for row in items:
-        meta = item_meta(row)
-        if meta.get("kind") != "sequence" or not meta.get("string"):
-            excluded["not_sequence"] += 1
-            continue
-        n_words = len(meta["string"].split())
-        order = [word_index] if word_index != "any" else word_order(n_words, rng)[:max_tries]
-        open_items.append((row, meta["string"], object_prompt(tok, row["question"], spec), order))
+    for row, string in _sequence_items(items, excluded):
+        order = [word_index] if word_index != "any" else word_order(len(string.split()), rng)[:max_tries]
+        open_items.append((row, string, object_prompt(tok, row["question"], spec), order))
     base = _forced_answers(model, [o[2] for o in open_items], vocabulary, spec, batch_size) if open_items else ([], [], [])
     base_of = {o[0]["id"]: (a, f, sc) for o, a, f, sc in zip(open_items, *base)}
     kept: list[Candidate] = []

@@ -178,6 +178,7 @@ class LlamaStack:
         self.device = self.unembed.device
         self.cache_bytes = 1 << 30
         self._traces: OrderedDict[tuple[int, ...], Trace] = OrderedDict()
+        self._held = 0  # bytes of the kept traces
 
     def cached_trace(self, ids: Sequence[int]) -> Trace | None:
         """A trace of exactly ``ids`` kept from an earlier :func:`trace` call (most recent first out last)."""
@@ -192,10 +193,13 @@ class LlamaStack:
         the H map are the transplant's targets; the O prompts are its donors)."""
         if self.cache_bytes <= 0:
             return
-        self._traces[tuple(tr.ids)] = tr
-        self._traces.move_to_end(tuple(tr.ids))
-        while self._traces and sum(t.nbytes for t in self._traces.values()) > self.cache_bytes:
-            self._traces.popitem(last=False)
+        key = tuple(tr.ids)
+        if (old := self._traces.pop(key, None)) is not None:
+            self._held -= old.nbytes
+        self._traces[key] = tr
+        self._held += tr.nbytes
+        while self._traces and self._held > self.cache_bytes:
+            self._held -= self._traces.popitem(last=False)[1].nbytes
 
     def embed(self, ids: Sequence[int]) -> Float[Tensor, "1 pos d_model"]:
         return self.embed_w[torch.tensor(list(ids), device=self.device)][None]
