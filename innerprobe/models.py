@@ -35,6 +35,7 @@ import torch
 
 from innerprobe.artifacts import atomic_dir
 from innerprobe.cache import cache_dir
+from innerprobe.compat import check_generation, install_kv_cache_shim, warn_untested_versions
 from innerprobe.errors import DataError, InnerprobeError, UnknownNameError
 
 log = logging.getLogger(__name__)
@@ -323,6 +324,7 @@ def _prepare_tokenizer(tok: Any) -> Any:
 def _boot(path_or_id: str, device: str, dtype: torch.dtype, device_map: Any) -> Any:
     from transformer_lens.model_bridge import TransformerBridge
 
+    install_kv_cache_shim()
     kwargs: dict[str, Any] = {"dtype": dtype}
     if device_map is not None:
         kwargs["device_map"] = device_map
@@ -356,6 +358,7 @@ def load_model(
     device_map: str | dict[str, Any] | None = None,
     compatibility_mode: bool = False,
     tokenizer: Any = None,
+    self_check: bool = True,
 ) -> LoadedModel:
     """Load ``model`` as a ``TransformerBridge`` with tokenizer and fingerprint.
 
@@ -370,10 +373,28 @@ def load_model(
             folded LN, centred weights). Recorded in the fingerprint; probes do not transfer
             between modes.
         tokenizer: only with a bridge whose ``tokenizer`` attribute is unset.
+        self_check: run :func:`innerprobe.compat.check_generation` (a few greedy tokens, cached
+            vs uncached) and refuse a stack whose cached generation is wrong.
 
     Raises:
         UnknownNameError: a name that is neither embedded, nor a directory, nor hub-id shaped.
+        GenerationCheckError: cached generation disagrees with the no-cache reference.
     """
+    warn_untested_versions()
+    loaded = _load(model, device, dtype, device_map, compatibility_mode, tokenizer)
+    if self_check:
+        check_generation(loaded.hf_model, loaded.tokenizer)
+    return loaded
+
+
+def _load(
+    model: str | Path | Any,
+    device: str | None,
+    dtype: str | torch.dtype,
+    device_map: str | dict[str, Any] | None,
+    compatibility_mode: bool,
+    tokenizer: Any,
+) -> LoadedModel:
     torch_dtype = _resolve_dtype(dtype)
     device = device or _default_device()
     if not isinstance(model, (str, Path)):
@@ -408,6 +429,7 @@ def load_model(
 
 
 def _wrap_bridge(bridge: Any, tokenizer: Any, compatibility_mode: bool) -> LoadedModel:
+    install_kv_cache_shim()
     if not hasattr(bridge, "original_model") or not hasattr(bridge, "cfg"):
         raise InnerprobeError(
             f"expected a model name, a directory, a hub id or a TransformerBridge, got "
