@@ -139,8 +139,13 @@ def uninstall_kv_cache_shim() -> None:
 
 
 @torch.inference_mode()
-def uncached_greedy(hf_model: Any, ids: Sequence[int], n_new: int) -> list[int]:
-    """Greedy tokens by an argmax loop that re-runs the whole sequence each step (no cache)."""
+def uncached_greedy(
+    hf_model: Any, ids: Sequence[int], n_new: int, stop_ids: Sequence[int] = ()
+) -> list[int]:
+    """Greedy tokens by an argmax loop that re-runs the whole sequence each step (no cache).
+
+    Stops after a token in ``stop_ids`` (kept), as ``generate`` does at end-of-sequence.
+    """
     device = next(hf_model.parameters()).device
     seq = list(ids)
     out: list[int] = []
@@ -150,6 +155,8 @@ def uncached_greedy(hf_model: Any, ids: Sequence[int], n_new: int) -> list[int]:
         tok = int(torch.argmax(logits))
         out.append(tok)
         seq.append(tok)
+        if tok in stop_ids:
+            break
     return out
 
 
