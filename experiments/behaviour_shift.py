@@ -55,13 +55,15 @@ def markdown(r: dict) -> str:
     ]
     if s["n_changed"]:
         lines += [
+            "Proportions: Wilson score intervals; paired differences: paired bootstrap CI and exact McNemar p.",
+            "",
             "| on changed items | value |",
             "|---|---|",
             f"| predicts the new behaviour | {s['predicts_new']} |",
             f"| predicts the old behaviour | {s['predicts_old']} |",
-            f"| new − old (paired bootstrap) | {s['new_minus_old']} (p = {s['p_value']:.3f}) |",
+            f"| new − old (paired bootstrap) | {s['new_minus_old']} (p = {s['p_value']:.3f}, exact McNemar p = {s.get('mcnemar_p') or float('nan'):.3g}) |",
             f"| control: the unshifted M1's predictions scored against the new behaviour | {s['before_predicts_new']} |",
-            f"| shifted − unshifted, predicting the new behaviour (paired) | {s['after_minus_before']} (p = {s['after_minus_before_p']:.3f}) |",
+            f"| shifted − unshifted, predicting the new behaviour (paired) | {s['after_minus_before']} (p = {s['after_minus_before_p']:.3f}, exact McNemar p = {s.get('after_minus_before_mcnemar_p') or float('nan'):.3g}) |",
             f"| mode baseline of the new behaviour on these items | {r['mode_new']} |",
             "",
         ]

@@ -2,9 +2,13 @@
 
 For each file in ../shared/data/looking_inward/{train,test}/, runs the behavioural measurement
 (forced choice by default) on the embedded model and recomputes self-prediction accuracy and
-the mode baseline by hand from the Parquet table; the two must agree exactly.
+the mode baseline by hand from the Parquet table; the two must agree exactly. Accuracy, mode
+baseline and compliance carry Wilson 95% intervals over exactly the scored items.
 
     python experiments/release_sweep.py --out runs/release_sweep [--mode free] [--n 50]
+
+Writes ``<out>/sweep-<mode>.json`` and a markdown table to ``--summary`` (default
+``experiments/results/release_sweep_<mode>.md``).
 """
 
 from __future__ import annotations
@@ -33,11 +37,42 @@ def recompute(table: pd.DataFrame) -> tuple[float, float]:
     return float(scored.correct.mean()), float((scored.object_value == mode).mean())
 
 
+def _ci(est: dict) -> str:
+    return f"{est['value']:.3f} [{est['ci_low']:.3f}, {est['ci_high']:.3f}]"
+
+
+def markdown(rows: list[dict], mode: str, model: str) -> str:
+    """The sweep as a markdown table (one row per release file)."""
+    lines = [
+        f"# Release sweep ({mode} choice, {model})",
+        "",
+        "Every 50-row sample file of the paper's release (`../shared/data/looking_inward`), run with "
+        "`behave --release FILE` and its per-task defaults; accuracy and mode baseline recomputed "
+        "from the Parquet table (column *agrees*). Intervals: Wilson 95% over the scored items.",
+        "",
+        "| file | property | items | object compliance | scored | self-prediction | mode baseline | "
+        "hypothetical compliance | agrees |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['file']} | error: {r['error'][:80]} | | | | | | | |")
+            continue
+        lines.append(
+            f"| {r['file']} | {r['property']} | {r['n_items']} | {_ci(r['object_compliance'])} | "
+            f"{r['n_scored']} | {_ci(r['self'])} | {r['mode']!r} {_ci(r['mode_baseline'])} | "
+            f"{_ci(r['hypothetical_compliance']) if r['hypothetical_compliance'] else 'n/a'} | "
+            f"{'yes' if r['agrees'] else 'NO'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(
     out: Path = Path("runs/release_sweep"),
     model: str = "smollm2-135m-instruct",
     mode: str = "forced",
     n: int = 50,
+    summary: Path | None = None,
 ) -> None:
     from typer.testing import CliRunner
 
@@ -57,22 +92,28 @@ def main(
             continue
         summary = json.loads((run_dir / "summary.json").read_text())
         acc, base = recompute(pd.read_parquet(run_dir / "behavior.parquet"))
+        s = summary
         row = {
             "file": f"{f.parent.name}/{f.name}",
-            "property": summary["property"],
-            "n_scored": summary["n_scored"],
-            "object_compliance": summary["object_compliance"]["value"],
-            "self_accuracy": summary["self"]["accuracy"]["value"],
-            "self_ci": [summary["self"]["accuracy"]["ci_low"], summary["self"]["accuracy"]["ci_high"]],
-            "mode_baseline": summary["mode_baseline"]["estimate"]["value"],
+            "property": s["property"],
+            "n_items": s.get("n_items"),
+            "n_scored": s["n_scored"],
+            "object_compliance": s["object_compliance"],
+            "self": s["self"]["accuracy"],
+            "hypothetical_compliance": s["self"].get("compliance"),
+            "mode": s["mode_baseline"]["mode"],
+            "mode_baseline": s["mode_baseline"]["estimate"],
             "recomputed_accuracy": acc,
             "recomputed_baseline": base,
-            "agrees": abs(acc - summary["self"]["accuracy"]["value"]) < 1e-12
-            and abs(base - summary["mode_baseline"]["estimate"]["value"]) < 1e-12,
+            "agrees": abs(acc - s["self"]["accuracy"]["value"]) < 1e-12
+            and abs(base - s["mode_baseline"]["estimate"]["value"]) < 1e-12,
         }
         rows.append(row)
         log.info("%s", row)
     write_json(out / f"sweep-{mode}.json", rows)
+    target = summary or REPO / "experiments" / "results" / f"release_sweep_{mode}.md"
+    target.write_text(markdown(rows, mode, model))
+    log.info("wrote %s", target)
 
 
 if __name__ == "__main__":

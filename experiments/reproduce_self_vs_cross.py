@@ -13,6 +13,12 @@ Design (the paper's, scaled down):
    of the held-out task, and the calibration MAD (forced-choice distribution vs K sampled object
    answers) for the untrained M, M1 (self-trained) and M2 (cross-trained).
 
+Every number of a cell (self, cross, self − cross, mode, text-only, M1/M2 calibration) is on the
+same items: M1's *scored* test items (object-compliant, object value a label); the pooled
+self − cross pools those rows only, and ``n`` is reported beside each. Proportions carry Wilson
+intervals; self − cross a paired-bootstrap CI and an exact McNemar p-value. The untrained model
+has its own behaviour, so its self accuracy is on its own scored items (``n_untrained``).
+
 Usage::
 
     python experiments/reproduce_self_vs_cross.py --out runs/self_vs_cross            # full
@@ -60,11 +66,11 @@ EVAL_PROPERTIES = ("first_character", "second_character")
 
 
 def cross_mad(table, labels: list[str]) -> float | None:
-    """Calibration MAD of the cross-predictor, from the behaviour table's distributions."""
+    """Calibration MAD of the cross-predictor on the table's scored items (as the self MAD)."""
     if "object_distribution_sampled" not in table or "cross_distribution" not in table:
         return None
     obj, hyp = [], []
-    for o, h, ok in zip(table["object_distribution_sampled"], table["cross_distribution"], table["object_compliant"]):
+    for o, h, ok in zip(table["object_distribution_sampled"], table["cross_distribution"], table["scored"]):
         od = ast.literal_eval(o)
         if ok and od:
             obj.append(od)
@@ -101,20 +107,28 @@ def training_data(source, path: Path, n_combo: int, seed: int):
     return data
 
 
+ROW_VERSION = 2
+"""Bumped when a row's statistics change meaning (2: all on scored items, Wilson, McNemar), so
+cells written by an older version are recomputed instead of resumed."""
+
+
 def eval_cell(out: Path, task: str, pname: str, compute) -> tuple[dict[str, Any], Any]:
     """One held-out (task, property) cell: ``(row, table)``, computed once and resumed after.
 
     The table goes to ``eval_<task>_<property>.parquet`` and the row to the matching ``.json``
-    (written last, so a cell counts as done only when both exist).
+    (written last, so a cell counts as done only when both exist, with this ``ROW_VERSION``).
     """
     table_path = out / f"eval_{task}_{pname}.parquet"
     row_path = out / f"eval_{task}_{pname}.json"
     if table_path.exists() and row_path.exists():
-        log.info("resumed %s × %s from %s", task, pname, row_path)
-        return json.loads(row_path.read_text())["row"], pd.read_parquet(table_path)
+        saved = json.loads(row_path.read_text())
+        if saved.get("row_version") == ROW_VERSION:
+            log.info("resumed %s × %s from %s", task, pname, row_path)
+            return saved["row"], pd.read_parquet(table_path)
+        log.info("%s was written by an older row version: recomputing", row_path)
     row, table = compute()
     write_parquet(table_path, table)
-    write_json(row_path, {"row": row})
+    write_json(row_path, {"row": row, "row_version": ROW_VERSION})
     return row, table
 
 
@@ -134,19 +148,24 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "## Held-out self vs cross (pooled)",
         "",
-        f"self − cross = {r['pooled']['diff']} (p = {r['pooled']['p_value']:.3f}); "
-        f"self {r['pooled']['a']}, cross {r['pooled']['b']}",
+        f"self − cross = {r['pooled']['diff']} over n = {r['pooled']['n']} scored items "
+        f"(paired bootstrap p = {r['pooled']['p_value']:.3f}, exact McNemar p = {r['pooled']['mcnemar_p']:.3g}); "
+        f"self {r['pooled']['a']}, cross {r['pooled']['b']} (Wilson)",
         "",
         "## Per task × property",
         "",
-        "| task | property | n | untrained self | M1 self | M2 cross | self − cross [95% CI] | mode | text-only | MAD untrained | MAD M1 | MAD M2 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "All columns of a row are on the same n scored items (untrained self: on its own n_untrained).",
+        "",
+        "| task | property | n | n untrained | untrained self | M1 self [Wilson] | M2 cross [Wilson] | self − cross [95% CI] | McNemar p | mode | text-only | MAD untrained | MAD M1 | MAD M2 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["table"]:
         f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+        ci = lambda v, c: f"{v:.3f} [{c[0]:.3f}, {c[1]:.3f}]"  # noqa: E731
         lines.append(
-            f"| {row['task']} | {row['property']} | {row['n']} | {f(row['untrained_self'])} | {f(row['self'])} | "
-            f"{f(row['cross'])} | {row['self_minus_cross']:+.3f} [{row['diff_ci'][0]:+.3f}, {row['diff_ci'][1]:+.3f}] | "
+            f"| {row['task']} | {row['property']} | {row['n']} | {row.get('n_untrained', '–')} | {f(row['untrained_self'])} | "
+            f"{ci(row['self'], row['self_ci'])} | {ci(row['cross'], row['cross_ci'])} | "
+            f"{row['self_minus_cross']:+.3f} [{row['diff_ci'][0]:+.3f}, {row['diff_ci'][1]:+.3f}] | {f(row.get('mcnemar_p'))} | "
             f"{f(row['mode'])} | {f(row['text'])} | {f(row['mad_untrained'])} | {f(row['calibration_mad'])} | {f(row['mad_cross'])} |"
         )
     lines += ["", "MAD in percentage points (forced-choice distribution vs sampled object answers, top-1).", ""]
@@ -218,6 +237,7 @@ def main() -> None:
                 row = comp.row()
                 row.update(
                     untrained_self=untrained.self_accuracy.value,
+                    n_untrained=untrained.self_accuracy.n,
                     mad_untrained=untrained.summary.get("calibration_mad"),
                     mad_cross=cross_mad(comp.table, untrained.summary["labels"]),
                 )
@@ -239,6 +259,7 @@ def main() -> None:
         "train_tasks": list(TRAIN_TASKS), "heldout_tasks": list(HELDOUT_TASKS),
         "n_train_m1": len(data1), "n_train_m2": len(data2), "n_test_per_task": n_test,
         "pooled": {"a": str(pooled.a), "b": str(pooled.b), "diff": str(pooled.diff), "p_value": pooled.p_value,
+                   "mcnemar_p": pooled.mcnemar_p, "n": pooled.n, "rows": "scored rows only",
                    "estimates": {"self": pooled.a, "cross": pooled.b, "diff": pooled.diff}},
         "table": rows, "timings_s": timings, "wall_s": wall, "step_seconds": step_s,
         "n_steps": len(steps), "full_estimate_min": full_estimate,
@@ -247,7 +268,7 @@ def main() -> None:
                                  m2_base=args.m2, finetune=fcfg.to_dict(), behavior={"calibration_samples": args.calibration_samples}),
     }
     write_json(args.out / "results.json", results)
-    write_parquet(args.out / "table.parquet", pd.DataFrame(rows).astype({"self_ci": str, "cross_ci": str, "diff_ci": str}))
+    write_parquet(args.out / "table.parquet", pd.DataFrame(rows).astype({"self_ci": str, "cross_ci": str, "diff_ci": str, "mode_ci": str, "text_ci": str}))
     summary = args.summary or Path("experiments/results") / ("self_vs_cross.md" if args.scale >= 1 else "self_vs_cross_smoke.md")
     summary.parent.mkdir(parents=True, exist_ok=True)
     from innerprobe.artifacts import atomic_path

@@ -9,6 +9,9 @@ a copy of the base once and cached under the adapter's weight hash.
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from innerprobe.artifacts import save_model_dir
@@ -16,6 +19,18 @@ from innerprobe.cache import cache_dir
 from innerprobe.errors import DataError
 
 ADAPTER_META = "innerprobe_adapter.json"
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Silence the one FutureWarning peft triggers on every wrap, and nothing else.
+
+    peft reads ``model.is_gradient_checkpointing``, a property transformers 5 deprecated in favour
+    of ``is_activation_checkpointing``; innerprobe never enables gradient checkpointing.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def is_adapter_dir(path: Path) -> bool:
@@ -56,6 +71,7 @@ def merged_model_dir(path: Path) -> Path:
         return out
     base_dir = _resolve_base_dir(adapter_base(path))
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    with quiet_peft():
+        merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
     tok = AutoTokenizer.from_pretrained(base_dir)
     return save_model_dir(out, merged, tok)

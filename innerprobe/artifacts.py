@@ -2,6 +2,12 @@
 
 Every file innerprobe writes goes to a temporary name in the same directory and is renamed into
 place (``os.replace`` is atomic on POSIX), so an interrupt never leaves a half-written table.
+Files get the permissions a plain ``open()`` would give (``0666`` less the umask), not the
+owner-only ``0600`` of ``tempfile``.
+
+:func:`prepare_out_dir` checks an ``--out`` before a stage starts: writable, a directory, and not
+holding another stage's results (a small stage marker records which stage owns it; re-running
+the same stage into its own directory is allowed, which is how resumption works).
 Manifests record what made an artifact: model fingerprint, library versions, numerics mode,
 dtype, prompt-template hash and seed.
 """
@@ -21,6 +27,30 @@ from typing import Any
 
 import pandas as pd
 
+from innerprobe.errors import OutDirError
+
+STAGE_MARKER = ".innerprobe-stage.json"
+# Files that identify a stage's output directory (for directories written before the marker).
+STAGE_FILES: dict[str, tuple[str, ...]] = {
+    "behave": ("behavior.parquet",),
+    "capture": ("manifest.json", "rows.parquet"),
+    "probe": ("results.parquet", "directions.safetensors"),
+    "patch": ("o_map.parquet", "h_map.parquet", "transplant.parquet"),
+    "finetune": ("adapter_config.json", "loss_curve.json", "train.jsonl", "checkpoints"),
+}
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _plain_mode(path: str | Path, base: int) -> None:
+    """Give ``path`` the mode ``open()``/``mkdir()`` would: ``base`` less the umask."""
+    os.chmod(path, base & ~_umask())
+
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -29,6 +59,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    _plain_mode(tmp, 0o666)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -43,6 +74,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _plain_mode(tmp, 0o777)
     try:
         yield tmp
         if path.exists():
@@ -50,6 +82,66 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _writable_ancestor(path: Path) -> Path:
+    """The nearest existing ancestor of ``path``; ``OutDirError`` if it is not a directory."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutDirError(f"--out {path}: {parent} is a file, not a directory; pass a path below a directory")
+            return parent
+    raise OutDirError(f"--out {path}: no existing parent directory")  # pragma: no cover
+
+
+def _probe_writable(directory: Path, out: Path) -> None:
+    """Create and remove a file in ``directory``; ``OutDirError`` naming ``out`` if that fails."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".innerprobe-write-test.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutDirError(f"--out {out}: cannot write in {directory} ({e.strerror}); choose a writable directory") from e
+
+
+def _stage_of(path: Path) -> str | None:
+    """The stage that wrote ``path``: its marker, else the first stage whose files it holds."""
+    marker = path / STAGE_MARKER
+    if marker.is_file():
+        try:
+            return str(json.loads(marker.read_text())["stage"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise OutDirError(f"--out {path}: unreadable stage marker {marker}; delete it or use another --out") from e
+    names = {p.name for p in path.iterdir()}
+    return next((stage for stage, files in STAGE_FILES.items() if names & set(files)), None)
+
+
+def prepare_out_dir(path: str | Path, stage: str) -> Path:
+    """Check that ``stage`` may write its results into ``path``, create it, and mark it.
+
+    Raises ``OutDirError`` when ``path`` is an existing file, lies below a file, cannot be
+    written, or holds another stage's results. Re-running ``stage`` into its own directory
+    (resuming) is allowed.
+    """
+    if stage not in STAGE_FILES:
+        raise OutDirError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGE_FILES)}")
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise OutDirError(f"--out {path} is an existing file; pass a directory (new or from an earlier {stage})")
+    if path.is_dir():
+        owner = _stage_of(path)
+        if owner not in (None, stage):
+            raise OutDirError(
+                f"--out {path} holds the output of `innerprobe {owner}`; "
+                f"use a new directory (or one written by `innerprobe {stage}`)"
+            )
+        _probe_writable(path, path)
+    else:
+        _probe_writable(_writable_ancestor(path), path)
+        path.mkdir(parents=True, exist_ok=True)
+    if not (path / STAGE_MARKER).exists():
+        write_json(path / STAGE_MARKER, {"stage": stage})
+    return path
 
 
 def save_model_dir(path: str | Path, model: Any, tokenizer: Any) -> Path:

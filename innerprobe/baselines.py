@@ -8,8 +8,13 @@ A self-prediction accuracy means little alone:
   test items. It has no access to the model's internals; if it matches a finetuned model's
   "self-prediction", the finetuned model may simply have learnt input→behaviour.
 * **Cross-prediction** — another model M2 trained on M1's behaviour (same data, same size)
-  predicting M1. Self − cross on *held-out* tasks, with a paired bootstrap over items, is the
-  paper's evidence for privileged access.
+  predicting M1. Self − cross on *held-out* tasks, with a paired bootstrap over items (and an
+  exact McNemar p-value), is the paper's evidence for privileged access.
+
+Every number of one comparison is computed on **the same items**: the behaviour run's
+``scored`` rows (object-compliant *and*, in forced mode, with an object value inside the label
+set). Self, cross, the mode baseline and the text-only predictor share those item ids and their
+``n``; pooling over comparisons pools those rows only.
 
 Also here: the behaviour-shift test (Binder et al. §3.4): finetune M1 further on another model's
 object-level answers only, then ask whether its self-predictions follow its new behaviour or its
@@ -84,14 +89,32 @@ class TextBaseline:
             raise DataError("text baseline: call fit() first")
         return [str(v) for v in self._pipe.predict(x)]
 
-    def score(self, items: Dataset | Sequence[str], labels: Sequence[str | None]) -> stats.Estimate:
-        """Accuracy on items with a label (``None`` labels — non-compliant items — are dropped)."""
-        keep = [i for i, v in enumerate(labels) if v is not None]
-        if not keep:
-            raise DataError("text baseline: no labelled test items")
+    def score(
+        self,
+        items: Dataset | Sequence[str],
+        labels: Sequence[str | None],
+        scored: Sequence[bool] | np.ndarray | None = None,
+    ) -> stats.Estimate:
+        """Accuracy (Wilson CI) on the test items that the predictors being compared were scored on.
+
+        ``scored`` marks those items (a behaviour table's ``scored`` column); without it, every
+        item with a non-``None`` label. A scored item must have a label: the text predictor
+        is measured on exactly the items self and cross were.
+        """
         x = item_strings(items)
+        if len(x) != len(labels):
+            raise DataError(f"text baseline: {len(x)} test items but {len(labels)} labels")
+        mask = np.array([v is not None for v in labels]) if scored is None else np.asarray(scored, dtype=bool)
+        if mask.shape != (len(labels),):
+            raise DataError(f"text baseline: scored mask has shape {mask.shape} for {len(labels)} items")
+        keep = np.flatnonzero(mask).tolist()
+        unlabelled = [i for i in keep if labels[i] is None]
+        if unlabelled:
+            raise DataError(f"text baseline: {len(unlabelled)} scored items have no label (first: {unlabelled[:5]})")
+        if not keep:
+            raise DataError("text baseline: no scored test items")
         pred = self.predict([x[i] for i in keep])
-        return stats.accuracy(np.array([p == labels[i] for p, i in zip(pred, keep)]), seed=self.seed)
+        return stats.accuracy(np.array([p == labels[i] for p, i in zip(pred, keep)]))
 
 
 # --------------------------------------------------------------------------- self vs cross
@@ -99,7 +122,7 @@ class TextBaseline:
 
 @dataclass
 class Comparison:
-    """Self vs cross vs baselines on one (task, property)."""
+    """Self vs cross vs baselines on one (task, property), all on the same ``scored_ids``."""
 
     task: str
     property: str
@@ -110,12 +133,21 @@ class Comparison:
     text: stats.Estimate | None
     calibration_mad: float | None = None
     table: pd.DataFrame | None = None
+    scored_ids: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check_same_n(self)
+
+    @property
+    def n(self) -> int:
+        return self.self_acc.n
 
     def row(self) -> dict[str, Any]:
         return {
             "task": self.task,
             "property": self.property,
             "n": self.self_acc.n,
+            "n_items": None if self.table is None else len(self.table),
             "self": self.self_acc.value,
             "self_ci": (self.self_acc.ci_low, self.self_acc.ci_high),
             "cross": self.cross_acc.value,
@@ -123,10 +155,25 @@ class Comparison:
             "self_minus_cross": self.diff.diff.value,
             "diff_ci": (self.diff.diff.ci_low, self.diff.diff.ci_high),
             "p_value": self.diff.p_value,
+            "mcnemar_p": self.diff.mcnemar_p,
             "mode": self.mode.estimate.value,
+            "mode_ci": (self.mode.estimate.ci_low, self.mode.estimate.ci_high),
             "text": self.text.value if self.text else None,
+            "text_ci": (self.text.ci_low, self.text.ci_high) if self.text else None,
+            "n_text": self.text.n if self.text else None,
             "calibration_mad": self.calibration_mad,
         }
+
+
+def _check_same_n(c: Comparison) -> None:
+    """Every number of a comparison must sit on the same scored items (same n)."""
+    ns = {"self": c.self_acc.n, "cross": c.cross_acc.n, "self - cross": c.diff.n, "mode": c.mode.estimate.n}
+    if c.text is not None:
+        ns["text"] = c.text.n
+    if c.scored_ids:
+        ns["scored ids"] = len(c.scored_ids)
+    if len(set(ns.values())) != 1:
+        raise DataError(f"comparison {c.task} × {c.property}: estimates on different item counts {ns}")
 
 
 def compare_self_cross(
@@ -140,11 +187,13 @@ def compare_self_cross(
 ) -> Comparison:
     """M1 predicting itself vs M2 predicting M1 on ``test_items``, beside mode and text baselines.
 
-    ``text_train_items``: items whose M1 object behaviour trains the text baseline (e.g. the
-    train split of the same task); None skips it.
+    All four are scored on the behaviour run's ``scored`` items (their ids are kept in
+    ``scored_ids``). ``text_train_items``: items whose M1 object behaviour trains the text
+    baseline (e.g. the train split of the same task); None skips it.
     """
     res = behave(m1, test_items, prop, config, predictor=m2)
     s = res.summary
+    scored = res.table["scored"].to_numpy(bool)
     text = None
     if text_train_items is not None:
         tr = elicit_object(m1, text_train_items, prop, config)
@@ -153,7 +202,7 @@ def compare_self_cross(
             tb = TextBaseline(seed=config.seed).fit(
                 [item_strings(text_train_items)[i] for i in keep], [tr.values[i] for i in keep]
             )
-            text = tb.score(test_items, list(res.table["object_value"]))
+            text = tb.score(test_items, list(res.table["object_value"]), scored=scored)
     return Comparison(
         task=",".join(sorted(set(test_items["task"]))),
         property=prop.name,
@@ -164,6 +213,7 @@ def compare_self_cross(
         text=text,
         calibration_mad=s.get("calibration_mad"),
         table=res.table,
+        scored_ids=[str(i) for i in res.table["id"][scored]],
     )
 
 
@@ -178,11 +228,26 @@ def pooled_self_cross(comparisons: Sequence[Comparison], seed: int = 0) -> stats
 
 
 def pooled_from_tables(tables: Sequence[pd.DataFrame], seed: int = 0) -> stats.PairedDiff:
-    """Self − cross pooled over the object-compliant rows of behaviour tables with a cross
-    predictor (e.g. read back from the Parquet files of earlier comparisons)."""
+    """Self − cross pooled over the ``scored`` rows of behaviour tables with a cross predictor
+    (e.g. read back from the Parquet files of earlier comparisons).
+
+    Only scored rows count: object-compliant rows whose value lies outside the forced-choice
+    label set were never scored for self or cross, and must not enter the pool. The result's
+    ``n`` is the number of pooled rows; it carries the exact McNemar p-value.
+    """
     if not tables:
         raise DataError("no comparisons with tables to pool")
-    keep = [t["object_compliant"].to_numpy(bool) for t in tables]
+    need = ("scored", "correct", "cross_correct")
+    for i, t in enumerate(tables):
+        missing = [c for c in need if c not in t.columns]
+        if missing:
+            raise DataError(
+                f"table {i} lacks column(s) {missing}; pooling needs {list(need)} "
+                "(a behaviour table from behave(..., predictor=...))"
+            )
+    keep = [t["scored"].to_numpy(bool) for t in tables]
+    if not any(k.any() for k in keep):
+        raise DataError(f"no scored rows in {len(tables)} tables to pool")
     a = np.concatenate([t["correct"].to_numpy(float)[k] for t, k in zip(tables, keep)])
     b = np.concatenate([t["cross_correct"].to_numpy(float)[k] for t, k in zip(tables, keep)])
     return stats.paired_bootstrap_diff(a, b, seed=seed)
@@ -223,9 +288,11 @@ class ShiftResult:
             "predicts_old": self.predicts_old,
             "new_minus_old": self.diff.diff if self.diff else None,
             "p_value": self.diff.p_value if self.diff else None,
+            "mcnemar_p": self.diff.mcnemar_p if self.diff else None,
             "before_predicts_new": self.before_predicts_new,
             "after_minus_before": self.tracking.diff if self.tracking else None,
             "after_minus_before_p": self.tracking.p_value if self.tracking else None,
+            "after_minus_before_mcnemar_p": self.tracking.mcnemar_p if self.tracking else None,
             "adapter_dir": str(self.adapter_dir) if self.adapter_dir else None,
         }
 
@@ -235,11 +302,11 @@ def object_answer_data(teacher: LoadedModel, items: Dataset, prop: Property, con
     from innerprobe.training_data import assistant_text
 
     obj = elicit_object(teacher, items, prop, config)
-    prefill = config.spec.object_prefill
     rows = []
-    for row, p, cleaned, ok in zip(items, obj.prompts, obj.cleaned, obj.compliant):
+    for row, p, cleaned, ok, prefill in zip(items, obj.prompts, obj.cleaned, obj.compliant, obj.prefills):
         if not ok or not cleaned:
             continue
+        prefill = prefill or None  # the item's own (task-default or user) object prefill
         rows.append(
             {
                 "messages": [

@@ -18,7 +18,8 @@ and a bootstrap CI over items.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,25 +28,48 @@ import pandas as pd
 from datasets import Dataset
 
 from innerprobe import stats
-from innerprobe.errors import DataError, UnknownNameError
+from innerprobe.errors import DataError, UnknownNameError, check_at_least
 from innerprobe.inference import generate, label_distribution
 from innerprobe.models import LoadedModel
 from innerprobe.prompts import Prompt, PromptSpec, hypothetical_prompt, label_tokens, object_prompt
 from innerprobe.properties import Property, clean_response, extract_with_compliance
 from innerprobe.tasks import TASKS, item_meta
+from innerprobe.tasks.registry import GENERIC_OBJECT_MAX_NEW_TOKENS, object_defaults
 
 Mode = Literal["free", "forced"]
 MODES = ("free", "forced")
 CHARACTER_LABELS = tuple("abcdefghijklmnopqrstuvwxyz0123456789")
 
 
+class TaskDefaultTokens(int):
+    """Marks an object-level token budget nobody chose: each task family's measured one is used.
+
+    :meth:`BehaviorConfig.object_tokens_for` swaps it for the budget of the item's family
+    (``innerprobe.tasks.registry.FAMILY_DEFAULTS``; 2 tokens for choice tasks, so the answer
+    is the option letter). It is an ``int`` holding the generic 24, so code that reads
+    ``config.object_max_new_tokens`` without a task keeps working; a plain 24 given by the user
+    is used as given.
+    """
+
+    def __repr__(self) -> str:
+        return f"TaskDefaultTokens({int(self)})"
+
+
+TASK_DEFAULT_TOKENS = TaskDefaultTokens(GENERIC_OBJECT_MAX_NEW_TOKENS)
+
+
 @dataclass(frozen=True)
 class BehaviorConfig:
-    """Knobs of a behaviour run (recorded in its summary)."""
+    """Knobs of a behaviour run (recorded in its summary).
+
+    The object-level prefill (``spec.object_prefill``) and token budget
+    (``object_max_new_tokens``) default to each task family's measured defaults
+    (``experiments/results/compliance_by_task.md``); values set here are used for every task.
+    """
 
     mode: str = "forced"
     spec: PromptSpec = PromptSpec()
-    object_max_new_tokens: int = 24
+    object_max_new_tokens: int = TASK_DEFAULT_TOKENS
     hypothetical_max_new_tokens: int = 8
     batch_size: int = 16
     calibration_samples: int = 0
@@ -54,6 +78,16 @@ class BehaviorConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UnknownNameError("mode", self.mode, MODES)
+        check_at_least("BehaviorConfig.batch_size", self.batch_size, 1)
+        check_at_least("BehaviorConfig.object_max_new_tokens", self.object_max_new_tokens, 1)
+        check_at_least("BehaviorConfig.hypothetical_max_new_tokens", self.hypothetical_max_new_tokens, 1)
+        check_at_least("BehaviorConfig.calibration_samples", self.calibration_samples, 0)
+
+    def object_tokens_for(self, task: str | None = None) -> int:
+        """The object-level token budget for items of ``task``: the one set, else the family's."""
+        if isinstance(self.object_max_new_tokens, TaskDefaultTokens):
+            return object_defaults(task).object_max_new_tokens
+        return int(self.object_max_new_tokens)
 
 
 @dataclass
@@ -66,6 +100,12 @@ class ObjectBehavior:
     values: list[str | None]
     compliant: np.ndarray
     skipped_too_long: np.ndarray
+    prefills: list[str] = field(default_factory=list)
+    reasons: list[str | None] = field(default_factory=list)
+
+
+SKIPPED_TOO_LONG = "too_long"
+"""Drop reason of an item whose object prompt leaves no room for the answer in the context."""
 
 
 @dataclass
@@ -119,18 +159,31 @@ def elicit_object(
     config: BehaviorConfig = BehaviorConfig(),
     progress: Callable[[int], None] | None = None,
 ) -> ObjectBehavior:
-    """Greedy object-level answers of ``model`` and their property values (ground truth)."""
+    """Greedy object-level answers of ``model`` and their property values (ground truth).
+
+    Each item's prompt ends with ``config.spec.object_prefill_for(task)``: the user's prefill, or
+    the measured default of the item's task family (none for story continuation, where
+    ``Answer:`` makes SmolLM2 end the turn at once). The property is read off prefill + answer,
+    so a prefill such as ``Answer:`` is cleaned away. ``reasons`` says why each dropped item was
+    dropped (``"empty"``, ``"refusal"``, ``"not_a_letter"``, ``"no_value"``, ``"too_long"``).
+    """
     tok = model.tokenizer
-    prompts = [object_prompt(tok, q, config.spec) for q in items["question"]]
-    limit = _context_limit(model) - config.object_max_new_tokens
-    too_long = np.array([len(p) > limit for p in prompts])
-    rows = [p.input_ids for p, skip in zip(prompts, too_long) if not skip]
-    it = iter(greedy_responses(model, rows, config.object_max_new_tokens, config.batch_size, progress))
-    responses = ["" if skip else next(it) for skip in too_long]
+    tasks = list(items["task"])
+    prefills = [config.spec.object_prefill_text(t) for t in tasks]
+    budgets = [config.object_tokens_for(t) for t in tasks]
+    prompts = [object_prompt(tok, q, config.spec, task=t) for q, t in zip(items["question"], tasks)]
+    context = _context_limit(model)
+    too_long = np.array([len(p) > context - b for p, b in zip(prompts, budgets)])
+    responses = [""] * len(prompts)
+    for budget in sorted(set(budgets)):
+        index = [i for i, b in enumerate(budgets) if b == budget and not too_long[i]]
+        answers = greedy_responses(model, [prompts[i].input_ids for i in index], budget, config.batch_size, progress)
+        for i, answer in zip(index, answers):
+            responses[i] = answer
     metas = [item_meta(r) for r in items]
     ext = [
-        extract_with_compliance(prop, config.spec.object_prefill_text() + r, m["kind"], m.get("target"))
-        for r, m in zip(responses, metas)
+        extract_with_compliance(prop, pre + r, m["kind"], m.get("target"))
+        for pre, r, m in zip(prefills, responses, metas)
     ]
     compliant = np.array([e.compliant for e in ext]) & ~too_long
     return ObjectBehavior(
@@ -140,29 +193,104 @@ def elicit_object(
         values=[e.value if c else None for e, c in zip(ext, compliant)],
         compliant=compliant,
         skipped_too_long=too_long,
+        prefills=prefills,
+        reasons=[SKIPPED_TOO_LONG if skip else e.reason for e, skip in zip(ext, too_long)],
     )
 
 
-def property_labels(prop: Property, items: Dataset, observed: list[str | None]) -> list[str]:
-    """The forced-choice label set of ``prop`` on these items.
+def dropped_reasons(obj: ObjectBehavior, outside_labels: np.ndarray | None = None) -> dict[str, int]:
+    """How many items were dropped before scoring, by reason (reasons no item had are omitted).
 
-    Characters: a–z, 0–9. Words: the task's vocabulary when the task is a known generator, else
-    the distinct object-level values observed. Binary properties: their two labels.
+    Object-level reasons come from :func:`innerprobe.properties.object_noncompliance`
+    (``empty`` apart from ``refusal``: an empty answer usually means the prompt ended the turn,
+    not that the model declined) plus ``no_value`` and ``too_long``; ``outside_labels`` adds
+    forced-choice items whose object value is not a label.
     """
-    if prop.compliance == "single_character":
-        return list(CHARACTER_LABELS)
-    if prop.compliance in ("single_word", "default"):
-        tasks = set(items["task"])
-        vocab: list[str] = []
-        for t in sorted(tasks):
-            if t in TASKS and TASKS[t].vocabulary:
-                vocab.extend(TASKS[t].vocabulary)
-        if not vocab:
-            vocab = sorted({v for v in observed if v})
-        if not vocab:
-            raise DataError(f"no label vocabulary for property {prop.name!r}: no compliant items")
-        return prop.labels(vocab)
-    return prop.labels()
+    counts = Counter(r for r in obj.reasons if r is not None)
+    if outside_labels is not None and outside_labels.any():
+        counts["value_outside_labels"] = int(outside_labels.sum())
+    return dict(sorted(counts.items()))
+
+
+class ItemLabels(Sequence[str]):
+    """Forced-choice labels that differ by item: a shared set plus each item's own words.
+
+    As a sequence it is the *columns*: the shared labels, then every item's extra words (sorted),
+    the order of a forced-choice distribution. ``for_item(i)`` is item ``i``'s label set (the
+    shared labels, then its own words that are not shared); an item's probability of any other
+    column is 0. :func:`predict` scores each group of items that share a label set in one call.
+    """
+
+    def __init__(self, shared: Sequence[str], own: Sequence[Sequence[str]]) -> None:
+        self.shared = tuple(shared)
+        known = set(self.shared)
+        self.own = tuple(tuple(w for w in dict.fromkeys(words) if w not in known) for words in own)
+        extra = sorted({w for words in self.own for w in words})
+        self.columns = (*self.shared, *extra)
+        self._members = frozenset(self.columns)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        return self.columns[index]
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns)
+
+    def __contains__(self, label: object) -> bool:
+        return label in self._members
+
+    def for_item(self, index: int) -> tuple[str, ...]:
+        return (*self.shared, *self.own[index])
+
+    def groups(self) -> dict[tuple[str, ...], list[int]]:
+        """Item indices by label set, so each distinct set is tokenised and scored once."""
+        out: dict[tuple[str, ...], list[int]] = {}
+        for index in range(len(self.own)):
+            out.setdefault(self.for_item(index), []).append(index)
+        return out
+
+
+def _item_words(row: dict[str, Any]) -> list[str]:
+    """The words of an item's own text (its ``meta["string"]``), cleaned as answers are."""
+    return clean_response(item_meta(row)["string"]).split()
+
+
+def _answer_vocabulary(items: Dataset) -> list[str]:
+    """The closed vocabularies answers of these tasks are drawn from (the 30 animals, ...)."""
+    vocab: list[str] = []
+    for task in sorted(set(items["task"])):
+        if task in TASKS and TASKS[task].answer_vocabulary:
+            vocab.extend(TASKS[task].answer_vocabulary)
+    return vocab
+
+
+def property_labels(prop: Property, items: Dataset, observed: Sequence[str | None]) -> Sequence[str]:
+    """The forced-choice labels of ``prop`` on these items: what can be answered.
+
+    * Characters: a–z, 0–9. Binary properties: their two labels.
+    * Words (first/second/third word) of text tasks: per item (an :class:`ItemLabels`), the
+      words any answer could be: the task's closed answer vocabulary where it has one (the 30
+      animals; not english_words, whose answers are open), every observed object-level value
+      (``observed``, any order or length: a bag), and the item's *own* words, which small models
+      often copy. A fixed common-word list would miss every word the model answers on an
+      open-vocabulary task, leaving no scorable item.
+    * ``identity`` (choice tasks): the observed values plus the items' option letters.
+    """
+    if prop.fixed_labels is not None:
+        return prop.labels()
+    seen = sorted({v for v in observed if v})
+    if prop.compliance == "single_word":
+        shared = _answer_vocabulary(items) + seen
+        own = [prop.labels(words) if words else [] for words in map(_item_words, items)]
+        if not shared and not any(own):
+            raise DataError(f"no word labels for property {prop.name!r}: no compliant items and no item words")
+        return ItemLabels(prop.labels(shared) if shared else [], own)
+    options = sorted({o for row in items for o in item_meta(row).get("options") or []})
+    if not seen and not options:
+        raise DataError(f"no label vocabulary for property {prop.name!r}: no compliant items")
+    return prop.labels(seen + options)
 
 
 def build_hypotheticals(
@@ -188,11 +316,16 @@ def predict(
     model: LoadedModel,
     items: Dataset,
     prop: Property,
-    labels: list[str],
+    labels: Sequence[str],
     config: BehaviorConfig = BehaviorConfig(),
     progress: Callable[[int], None] | None = None,
 ) -> Predictions:
-    """``model``'s answers to H(P, prop) for every item, free text or forced choice."""
+    """``model``'s answers to H(P, prop) for every item, free text or forced choice.
+
+    Forced choice takes the argmax over ``labels``: one list for every item, or an
+    :class:`ItemLabels` (from :func:`property_labels`) whose items each choose among their own
+    set; ``probs`` then has one column per label of the union, 0 outside an item's set.
+    """
     tok = model.tokenizer
     prompts = build_hypotheticals(model, items, prop, config.spec)
     rows = [p.input_ids for p in prompts]
@@ -209,10 +342,7 @@ def predict(
         cleaned = [clean_response(config.spec.hypothetical_prefill_text() + a) for a in answers]
         compliant = np.array([prop.is_compliant(c) for c in cleaned])
         return Predictions(prompts, answers, cleaned, compliant)
-    lt = label_tokens(tok, labels, prompts[0].text, config.spec.hypothetical_prefill)
-    probs, mass = label_distribution(
-        model.hf_model, rows, lt, tok.pad_token_id, batch_size=config.batch_size
-    )
+    probs, mass = _forced_distribution(model, prompts, labels, config)
     if progress is not None:
         progress(len(rows))
     answers = [labels[i] for i in probs.argmax(-1)]
@@ -225,6 +355,31 @@ def predict(
         probs=probs,
         label_mass=mass,
     )
+
+
+def _forced_distribution(
+    model: LoadedModel, prompts: list[Prompt], labels: Sequence[str], config: BehaviorConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Forced-choice probabilities over the columns ``labels`` and each prompt's label mass.
+
+    One label set for all prompts: one :func:`label_distribution` call. Per-item label sets
+    (:class:`ItemLabels`): one call per group of prompts sharing a set, scattered into the
+    columns; an item's columns outside its own set get probability 0.
+    """
+    tok = model.tokenizer
+    groups = labels.groups() if isinstance(labels, ItemLabels) else {tuple(labels): list(range(len(prompts)))}
+    column = {label: j for j, label in enumerate(labels)}
+    probs = np.zeros((len(prompts), len(labels)))
+    mass = np.zeros(len(prompts))
+    for group_labels, index in groups.items():
+        lt = label_tokens(tok, list(group_labels), prompts[index[0]].text, config.spec.hypothetical_prefill)
+        p, m = label_distribution(
+            model.hf_model, [prompts[i].input_ids for i in index], lt, tok.pad_token_id,
+            batch_size=config.batch_size,
+        )
+        probs[np.ix_(index, [column[label] for label in group_labels])] = p
+        mass[index] = m
+    return probs, mass
 
 
 def score(values: list[str | None], predictions: Predictions) -> np.ndarray:
@@ -240,6 +395,28 @@ def score(values: list[str | None], predictions: Predictions) -> np.ndarray:
     )
 
 
+def _sampled(
+    model: LoadedModel, rows: list[list[int]], budget: int, config: BehaviorConfig
+) -> list[list[str]]:
+    """``config.calibration_samples`` seeded T=1 samples of each row, memoised per model state."""
+    batch_size = max(1, config.batch_size // 2)
+    key = (budget, batch_size, config.calibration_samples, config.seed, tuple(tuple(r) for r in rows))
+    samples = model.sample_cache.get(key)
+    if samples is None:
+        samples = generate(
+            model.hf_model,
+            model.tokenizer,
+            rows,
+            max_new_tokens=budget,
+            batch_size=batch_size,
+            do_sample=True,
+            num_samples=config.calibration_samples,
+            seed=config.seed,
+        )
+        model.sample_cache[key] = samples
+    return samples
+
+
 def object_distributions(
     model: LoadedModel,
     items: Dataset,
@@ -253,29 +430,18 @@ def object_distributions(
     the same items reuses them from ``model.sample_cache`` (bit-identical to sampling again).
     """
     rows = [p.input_ids for p in obj.prompts]
-    batch_size = max(1, config.batch_size // 2)
-    key = (config.object_max_new_tokens, batch_size, config.calibration_samples, config.seed,
-           tuple(tuple(r) for r in rows))
-    samples = model.sample_cache.get(key)
-    if samples is None:
-        samples = generate(
-            model.hf_model,
-            model.tokenizer,
-            rows,
-            max_new_tokens=config.object_max_new_tokens,
-            batch_size=batch_size,
-            do_sample=True,
-            num_samples=config.calibration_samples,
-            seed=config.seed,
-        )
-        model.sample_cache[key] = samples
+    budgets = [config.object_tokens_for(t) for t in items["task"]]
+    samples: list[list[str]] = [[] for _ in rows]
+    for budget in sorted(set(budgets)):
+        index = [i for i, b in enumerate(budgets) if b == budget]
+        for i, s in zip(index, _sampled(model, [rows[i] for i in index], budget, config)):
+            samples[i] = s
+    prefills = obj.prefills or [config.spec.object_prefill_text(t) for t in items["task"]]
     out = []
-    for row, s in zip(items, samples):
+    for row, s, prefill in zip(items, samples, prefills):
         meta = item_meta(row)
         vals = [
-            extract_with_compliance(
-                prop, config.spec.object_prefill_text() + r, meta["kind"], meta.get("target")
-            ).value
+            extract_with_compliance(prop, prefill + r, meta["kind"], meta.get("target")).value
             for r in s
         ]
         vals = [v for v in vals if v is not None]
@@ -293,6 +459,11 @@ class BehaviorResult:
     @property
     def self_accuracy(self) -> stats.Estimate:
         return self.summary["self"]["accuracy"]
+
+    @property
+    def scored_ids(self) -> list[str]:
+        """Ids of the items every accuracy, baseline and paired difference of this run is on."""
+        return [str(i) for i in self.table["id"][self.table["scored"].to_numpy(bool)]]
 
 
 def _prediction_columns(prefix: str, pred: Predictions, correct: np.ndarray) -> dict[str, Any]:
@@ -312,9 +483,11 @@ def _prediction_columns(prefix: str, pred: Predictions, correct: np.ndarray) -> 
 def _summarise_predictor(
     pred: Predictions, correct: np.ndarray, keep: np.ndarray, seed: int
 ) -> dict[str, Any]:
+    """Accuracy and hypothetical compliance over the scored items ``keep`` (Wilson intervals)."""
     return {
-        "accuracy": stats.accuracy(correct[keep], seed=seed),
-        "compliance": stats.accuracy(pred.compliant[keep], seed=seed),
+        "n": int(keep.sum()),
+        "accuracy": stats.accuracy(correct[keep]),
+        "compliance": stats.accuracy(pred.compliant[keep]),
         "mean_label_mass": float(pred.label_mass[keep].mean())
         if pred.label_mass is not None and keep.any()
         else None,
@@ -390,10 +563,10 @@ def behave(
         "n_object_noncompliant": int((~obj.compliant & ~obj.skipped_too_long).sum()),
         "n_skipped_too_long": int(obj.skipped_too_long.sum()),
         "n_value_outside_labels": int(outside.sum()),
-        "object_compliance": stats.accuracy(obj.compliant, seed=config.seed),
-        "mode_baseline": stats.mode_baseline(
-            [v for v, k in zip(obj.values, keep) if k], seed=config.seed
-        ),
+        "dropped_reasons": dropped_reasons(obj, outside),
+        "object_compliance": stats.accuracy(obj.compliant),
+        "mode_baseline": stats.mode_baseline([v for v, k in zip(obj.values, keep) if k]),
+        "intervals": "proportions: Wilson score; self − cross: paired bootstrap + exact McNemar",
         "self": _summarise_predictor(self_pred, self_correct, keep, config.seed),
         "labels": list(labels),
     }

@@ -45,9 +45,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
-from innerprobe.artifacts import provenance
+from innerprobe.artifacts import prepare_out_dir, provenance
 from innerprobe.behavior import build_hypotheticals
-from innerprobe.errors import DataError, UnknownNameError
+from innerprobe.errors import DataError, UnknownNameError, check_at_least
 from innerprobe.inference import batches, left_pad
 from innerprobe.models import LoadedModel
 from innerprobe.prompts import Prompt, PromptSpec, object_prompt
@@ -321,8 +321,8 @@ def capture(
     """
     if dtype not in STORE_DTYPES:
         raise UnknownNameError("store dtype", dtype, STORE_DTYPES)
-    if shard_size < 1 or batch_size < 1:
-        raise DataError("shard_size and batch_size must be ≥ 1")
+    check_at_least("shard_size", shard_size, 1)
+    check_at_least("batch_size", batch_size, 1)
     if len(items) == 0:
         raise DataError("no items to capture")
     sites = resolve_sites(sites)
@@ -333,7 +333,7 @@ def capture(
     }
     if not any(positions.values()):
         raise DataError("no positions requested for either run")
-    out = Path(out)
+    out = prepare_out_dir(out, "capture")
     request = {
         **provenance(model.fingerprint, seed=seed, template_hash=spec.template_hash(prop)),
         "dtype": dtype,

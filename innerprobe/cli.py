@@ -73,13 +73,57 @@ class Bars:
         return lambda n: self.progress.advance(task, n)
 
 
+DEFAULT_N = 100  # items of a generated task when --n is not given
+
+
+def _default_n(task: str) -> int | None:
+    """``--n`` when not given: DEFAULT_N items of a generated task, else every row (None)."""
+    from innerprobe.tasks.registry import RELEASE_NAMES, TASKS
+
+    return DEFAULT_N if task in TASKS or task in RELEASE_NAMES else None
+
+
+def preflight(
+    out: Path, stage: str, device: str | None, *, models: tuple[str | None, ...] = (), dtype: str | None = None
+) -> Path:
+    """The checks every verb runs before loading a model: model specs, device, dtype, then ``--out``.
+
+    Raises an ``InnerprobeError`` naming the bad value and the valid ones; ``--out`` is checked
+    (and claimed for ``stage``) last, so a bad model or device leaves no directory behind.
+    """
+    from innerprobe.artifacts import prepare_out_dir
+    from innerprobe.models import _resolve_dtype, check_device, check_model_spec
+
+    for spec in filter(None, models):
+        check_model_spec(spec)
+    if device:
+        check_device(device)
+    if dtype is not None:
+        _resolve_dtype(dtype)
+    return prepare_out_dir(out, stage)
+
+
+def _check_hypotheticals_fit(m: Any, items: Any, prop: Any, spec: Any) -> None:
+    """``DataError`` before any generation when a hypothetical prompt exceeds the context."""
+    from innerprobe.behavior import build_hypotheticals
+    from innerprobe.inference import check_fits
+
+    rows = [h.input_ids for h in build_hypotheticals(m, items, prop, spec)]
+    check_fits(m.hf_model, rows, 1, "answer token", names=list(items["id"]), what="hypothetical prompt")
+
+
 def _fail(err: Exception) -> None:
     console.print(f"[red]error:[/red] {err}")
     raise typer.Exit(2)
 
 
 def _fmt(est: Any) -> str:
-    return str(est) if est is not None else "–"
+    """``value [low, high] (n=..)`` plus the interval's method in short (Wilson, bootstrap)."""
+    if est is None:
+        return "–"
+    method = str(getattr(est, "method", "") or "")
+    short = "Wilson" if method.startswith("Wilson") else "bootstrap" if "bootstrap" in method else method
+    return f"{est}  {short}" if short else str(est)
 
 
 def _summary_table(summary: dict[str, Any], title: str) -> Table:
@@ -98,10 +142,11 @@ def _summary_table(summary: dict[str, Any], title: str) -> Table:
         ("self hypothetical compliance", _fmt(summary["self"]["compliance"])),
     ]
     if "cross" in summary:
+        d = summary["self_minus_cross"]
+        mcnemar = f"  McNemar p={d.mcnemar_p:.3g}" if getattr(d, "mcnemar_p", None) is not None else ""
         rows += [
             (f"cross-prediction accuracy ({summary['cross']['predictor']})", _fmt(summary["cross"]["accuracy"])),
-            ("self − cross (paired bootstrap)", _fmt(summary["self_minus_cross"].diff)
-             + f"  p={summary['self_minus_cross'].p_value:.3g}"),
+            ("self − cross (paired bootstrap)", _fmt(d.diff) + f"  p={d.p_value:.3g}" + mcnemar),
         ]
     if "calibration_mad" in summary:
         rows.append(("calibration MAD (pp)", f"{summary['calibration_mad']:.1f}"))
@@ -115,7 +160,9 @@ def behave(
     model: str = typer.Option("smollm2-135m-instruct", help="Object model: embedded name, HF dir or hub id."),
     task: str = typer.Option("animals", help="Task name (see `innerprobe tasks`) or a questions file."),
     property: str = typer.Option("second_character", "--property", help="Property (see `innerprobe properties`)."),
-    n: int = typer.Option(100, help="Number of items."),
+    n: int | None = typer.Option(
+        None, min=1, help="Number of items (default: 100 of a generated task; every row of a file or --release)."
+    ),
     mode: str = typer.Option("forced", help="free (paper-faithful text) or forced (choice over labels)."),
     out: Path = typer.Option(Path("runs/behave"), help="Output directory."),
     predictor: str | None = typer.Option(None, help="Cross-predictor model (scored on the object model's behaviour)."),
@@ -124,13 +171,19 @@ def behave(
     ),
     release: Path | None = typer.Option(None, help="A release JSONL file of the paper (overrides --task/--property)."),
     variant: str = typer.Option("previously", help="Hypothetical wording: previously | suppose | third_person."),
-    object_prefill: str = typer.Option("Answer:", help="Assistant prefill of object answers ('' for none)."),
+    object_prefill: str | None = typer.Option(
+        None,
+        help="Assistant prefill of object answers ('' for none; default: the task family's measured "
+        "default, see experiments/results/compliance_by_task.md).",
+    ),
     hypothetical_prefill: str = typer.Option("Answer:", help="Assistant prefill of self-predictions ('' for none)."),
     split: str = typer.Option("test", help="Split of generated tasks."),
     seed: int = typer.Option(0, help="Seed for items, sampling and bootstrap."),
-    batch_size: int = typer.Option(16, help="Rows per forward."),
-    calibration_samples: int = typer.Option(0, help="Object samples at T=1 per item for calibration MAD (forced mode)."),
-    device: str | None = typer.Option(None, help="cpu | cuda (default: cuda if available)."),
+    batch_size: int = typer.Option(16, min=1, help="Rows per forward."),
+    calibration_samples: int = typer.Option(
+        0, min=0, help="Object samples at T=1 per item for calibration MAD (forced mode)."
+    ),
+    device: str | None = typer.Option(None, help="cpu | cuda | cuda:N | mps (default: cuda if available)."),
     dtype: str = typer.Option("float32", help="float32 | float16 | bfloat16."),
 ) -> None:
     """Measure self-prediction (and cross-prediction) of a model on a task and property."""
@@ -138,7 +191,7 @@ def behave(
     from innerprobe.behavior import BehaviorConfig
     from innerprobe.behavior import behave as run_behave
     from innerprobe.models import load_model
-    from innerprobe.prompts import PromptSpec
+    from innerprobe.prompts import TASK_DEFAULT_PREFILL, PromptSpec
     from innerprobe.properties import get_property
     from innerprobe.tasks import load_items, release_property
 
@@ -147,20 +200,22 @@ def behave(
             items = load_items(str(release), n=n, seed=seed)
             property = release_property(release)
         else:
-            items = load_items(task, n=n, split=split, seed=seed)
+            items = load_items(task, n=n if n is not None else _default_n(task), split=split, seed=seed)
         prop = get_property(property)
         spec = PromptSpec(
             variant=variant,
-            object_prefill=object_prefill or None,
+            object_prefill=TASK_DEFAULT_PREFILL if object_prefill is None else (object_prefill or None),
             hypothetical_prefill=hypothetical_prefill or None,
         )
         config = BehaviorConfig(
             mode=mode, spec=spec, batch_size=batch_size, calibration_samples=calibration_samples, seed=seed
         )
         pspec = PromptSpec(**{**spec.to_dict(), "variant": predictor_variant}) if predictor_variant else None
+        preflight(out, "behave", device, models=(model, predictor), dtype=dtype)
         with console.status(f"loading {model}"):
             m = load_model(model, device=device, dtype=dtype)
             p = load_model(predictor, device=device, dtype=dtype) if predictor else None
+        _check_hypotheticals_fit(m, items, prop, spec)
         with Bars() as bars:
             result = run_behave(m, items, prop, config, predictor=p, predictor_spec=pspec, progress=bars.factory)
     except InnerprobeError as e:

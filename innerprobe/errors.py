@@ -32,3 +32,22 @@ class NotApplicableError(InnerprobeError, ValueError):
 
 class StoreMismatchError(InnerprobeError, ValueError):
     """An on-disk artifact whose manifest does not match the request."""
+
+
+class OutDirError(InnerprobeError, ValueError):
+    """An output directory that cannot be written, or that holds another stage's results."""
+
+
+def check_at_least(name: str, value: float | None, minimum: float, *, allow_none: bool = False) -> None:
+    """``DataError`` naming ``name`` unless ``value >= minimum`` (``None`` passes with ``allow_none``)."""
+    if value is None and allow_none:
+        return
+    if value is None or value < minimum:
+        raise DataError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def check_choice(kind: str, value: object, valid: Iterable[str]) -> None:
+    """``UnknownNameError`` listing ``valid`` unless ``value`` is one of them."""
+    valid = list(valid)
+    if value not in valid:
+        raise UnknownNameError(kind, value, valid)

@@ -47,9 +47,9 @@ from jaxtyping import Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from innerprobe.adapters import ADAPTER_META
+from innerprobe.adapters import ADAPTER_META, quiet_peft
 from innerprobe.artifacts import provenance, write_json
-from innerprobe.errors import DataError, InnerprobeError
+from innerprobe.errors import DataError, InnerprobeError, check_at_least
 from innerprobe.inference import left_pad
 from innerprobe.models import EMBEDDED, LoadedModel
 from innerprobe.prompts import label_tokens, render_chat
@@ -81,6 +81,19 @@ class FinetuneConfig:
     seed: int = 0
     save_every: int = 0
     target_modules: tuple[str, ...] = LORA_TARGETS
+
+    def __post_init__(self) -> None:
+        for name in ("rank", "epochs", "batch_size"):
+            check_at_least(name, getattr(self, name), 1)
+        check_at_least("max_steps", self.max_steps, 1, allow_none=True)
+        for name in ("warmup_steps", "save_every", "weight_decay"):
+            check_at_least(name, getattr(self, name), 0)
+        if not self.alpha > 0 or not self.lr > 0:
+            raise DataError(f"alpha and lr must be > 0, got alpha={self.alpha!r}, lr={self.lr!r}")
+        if not 0 <= self.dropout < 1:
+            raise DataError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.target_modules:
+            raise DataError(f"target_modules is empty; e.g. {list(LORA_TARGETS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "target_modules": list(self.target_modules)}
@@ -249,7 +262,8 @@ def lora_model(model: LoadedModel, config: FinetuneConfig, device: str | torch.d
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(base, lcfg)
+    with quiet_peft():
+        return get_peft_model(base, lcfg)
 
 
 def trainable_state(model: Any) -> dict[str, Tensor]:

@@ -5,6 +5,11 @@ numerically the HF forward in the default numerics mode, and HF ``generate`` has
 Batches are **left-padded** with an explicit ``attention_mask`` and ``position_ids`` counted over
 real tokens only, so a padded row gives the same next-token logits as the row alone (a padded
 token tensor without a mask gives silently wrong activations).
+
+A prompt that does not fit the model's context (``config.max_position_embeddings``) together with
+what is generated or scored after it raises ``DataError`` naming the row and the lengths before
+any forward pass: its numbers would be silently wrong. (Object prompts that are too long are
+skipped and counted by :mod:`innerprobe.behavior` before they get here.)
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from innerprobe.errors import DataError, check_at_least
 from innerprobe.prompts import LabelTokens
 
 
@@ -38,6 +44,7 @@ def left_pad(
 
 
 def batches(n: int, batch_size: int) -> Iterator[slice]:
+    check_at_least("batch_size", batch_size, 1)
     for start in range(0, n, batch_size):
         yield slice(start, min(start + batch_size, n))
 
@@ -49,6 +56,52 @@ def _order_by_length(rows: Sequence[Sequence[int]]) -> list[int]:
 
 def _model_device(model: Any) -> torch.device:
     return next(model.parameters()).device
+
+
+def context_length(hf_model: Any) -> int | None:
+    """The model's context length (``max_position_embeddings``), or None when it has none."""
+    n = getattr(getattr(hf_model, "config", None), "max_position_embeddings", None)
+    return int(n) if isinstance(n, int) else None
+
+
+def check_fits(
+    hf_model: Any,
+    rows: Sequence[Sequence[int]],
+    extra: int,
+    after: str,
+    names: Sequence[str] | None = None,
+    what: str = "prompt",
+) -> None:
+    """``DataError`` naming the first row (by ``names[i]`` when given) whose length plus ``extra``
+    tokens exceeds the model's context."""
+    limit = context_length(hf_model)
+    if limit is None:
+        return
+    for i, r in enumerate(rows):
+        if len(r) + extra > limit:
+            which = f"{what} of item {names[i]!r}" if names is not None else f"{what} row {i} (0-based, input order)"
+            raise DataError(
+                f"{which} is {len(r)} tokens; with {extra} {after} it exceeds "
+                f"the model's context length {limit}: shorten that item's question or leave it out"
+            )
+
+
+def _cache_kwarg(hf_model: Any) -> str:
+    """The keyword the installed forward takes a key/value cache by.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns until 5.40).
+    """
+    try:
+        params = inspect.signature(hf_model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _output_cache(output: Any) -> Any:
+    """A forward output's key/value cache under either name (without the deprecation warning)."""
+    keys = output.keys() if hasattr(output, "keys") else ()
+    return output["cache"] if "cache" in keys else output.past_key_values
 
 
 @torch.inference_mode()
@@ -70,6 +123,9 @@ def generate(
     Returns a list (one entry per row, in input order) of ``num_samples`` decoded strings,
     special tokens removed. Sampling is seeded: same seed, same samples.
     """
+    check_at_least("max_new_tokens", max_new_tokens, 1)
+    check_at_least("num_samples", num_samples, 1)
+    check_fits(hf_model, rows, max_new_tokens, "new tokens to generate")
     pad_id = tokenizer.pad_token_id
     device = _model_device(hf_model)
     order = _order_by_length(rows)
@@ -117,6 +173,7 @@ def next_token_logprobs(
     hf_model: Any, rows: Sequence[Sequence[int]], pad_id: int, *, batch_size: int = 16
 ) -> Float[Tensor, "n vocab"]:
     """Log-softmax of the next-token logits after each row (float32, on CPU)."""
+    check_fits(hf_model, rows, 0, "no further tokens")
     device = _model_device(hf_model)
     order = _order_by_length(rows)
     out: list[Tensor | None] = [None] * len(rows)
@@ -146,6 +203,7 @@ def continuation_logprobs(
     """
     device = _model_device(hf_model)
     rows = [list(p) + list(c) for p, c in zip(prefixes, continuations)]
+    check_fits(hf_model, rows, 0, "its continuation included")
     order = _order_by_length(rows)
     out = np.zeros(len(rows), dtype=np.float64)
     for sl in batches(len(order), batch_size):
@@ -183,6 +241,7 @@ def label_logprobs(
     at most ``max_rows`` (row, prefix) continuations, instead of re-running prompt + prefix.
     Only the label tokens' log-probs are kept (never a rows × prefixes × vocabulary array).
     """
+    check_fits(hf_model, rows, max(map(len, labels.token_ids)), "label tokens (the longest label)")
     prefixes = sorted({ids[:k] for ids in labels.token_ids for k in range(len(ids))}, key=len)
     where = {p: i for i, p in enumerate(prefixes)}
     vocab_ids = sorted({t for ids in labels.token_ids for t in ids})
@@ -221,7 +280,7 @@ def _prefix_logprobs(
         for c in range(0, len(rest), step):
             chunk = rest[c : c + step]
             out[np.ix_(idx, [i for i, _ in chunk])] = _continuations(
-                hf_model, res.past_key_values, mask, pos, [p for _, p in chunk], pad_id, keep
+                hf_model, _output_cache(res), mask, pos, [p for _, p in chunk], pad_id, keep
             )
     return out
 
@@ -253,7 +312,8 @@ def _continuations(
     cpos = pos[:, -1:].repeat_interleave(c, 0) + 1 + torch.arange(width, device=dev)
     past = copy.deepcopy(cache)
     past.batch_repeat_interleave(c)
-    logits = hf_model(input_ids=cont, attention_mask=attn, position_ids=cpos, past_key_values=past, use_cache=True).logits
+    cache_kw = {_cache_kwarg(hf_model): past}
+    logits = hf_model(input_ids=cont, attention_mask=attn, position_ids=cpos, use_cache=True, **cache_kw).logits
     last = torch.tensor([len(p) - 1 for p in prefixes], device=dev).repeat(b)
     picked = logits[torch.arange(b * c, device=dev), last].float()
     return torch.log_softmax(picked, -1)[:, keep].view(b, c, -1).double().cpu().numpy()

@@ -26,6 +26,8 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,19 +87,78 @@ class ModelFingerprint:
 
 @dataclass
 class LoadedModel:
-    """A bridge, its tokenizer and its fingerprint. ``hf_model`` is the wrapped HF model."""
+    """A bridge, its tokenizer and its fingerprint. ``hf_model`` is the wrapped HF model.
+
+    **Memoised answers are keyed on the model's state.** ``greedy_cache`` and ``sample_cache``
+    are the memo *of the current state* (:meth:`state_token`): after an intervention (a forward
+    hook on a bridge hook point or HF module, an in-place weight edit, a swapped tensor) they are
+    new, empty memos, so an intervened model is never answered from a cache made without the
+    intervention; removing the hook brings the earlier memo back. Up to ``MAX_STATES`` states are
+    kept (least recently used dropped first).
+    """
 
     bridge: Any
     tokenizer: Any
     fingerprint: ModelFingerprint
     name: str
-    greedy_cache: dict[tuple[int, tuple[int, ...]], str] = field(default_factory=dict, repr=False)
-    """Greedy continuations already decoded, keyed by (max_new_tokens, prompt token ids): the
-    object-level answer of an item does not depend on the property asked about later."""
-    sample_cache: dict[tuple[Any, ...], list[list[str]]] = field(default_factory=dict, repr=False)
-    """Seeded T=1 samples already drawn, keyed by the whole call (settings and every prompt):
-    the same call returns the same samples, so calibration over several properties of the same
-    items samples once."""
+    _greedy_by_state: dict[Any, dict[tuple[int, tuple[int, ...]], str]] = field(
+        default_factory=dict, repr=False, init=False
+    )
+    _samples_by_state: dict[Any, dict[tuple[Any, ...], list[list[str]]]] = field(
+        default_factory=dict, repr=False, init=False
+    )
+
+    MAX_STATES = 8
+
+    @property
+    def greedy_cache(self) -> dict[tuple[int, tuple[int, ...]], str]:
+        """Greedy continuations already decoded *in the current state*, keyed by
+        (max_new_tokens, prompt token ids): the object-level answer of an item does not depend
+        on the property asked about later."""
+        return self._memo(self._greedy_by_state)
+
+    @property
+    def sample_cache(self) -> dict[tuple[Any, ...], list[list[str]]]:
+        """Seeded T=1 samples already drawn *in the current state*, keyed by the whole call
+        (settings and every prompt): the same call returns the same samples, so calibration
+        over several properties of the same items samples once."""
+        return self._memo(self._samples_by_state)
+
+    def _memo(self, by_state: dict[Any, dict]) -> dict:
+        token = self.state_token()
+        memo = by_state.pop(token, None)
+        by_state[token] = memo if memo is not None else {}
+        while len(by_state) > self.MAX_STATES:
+            del by_state[next(iter(by_state))]
+        return by_state[token]
+
+    def state_token(self) -> tuple[Any, ...]:
+        """A cheap, hashable token of everything the forward depends on besides its input.
+
+        * every parameter and buffer of the HF model: its storage address (``data_ptr``; a
+          swapped tensor moves it) and its in-place version counter (``_version``; any in-place
+          op through the tensor or a ``detach()`` of it, e.g. ``with torch.no_grad(): w.mul_(0)``,
+          bumps it);
+        * the forward and forward-pre hooks registered on every module of the bridge (its hook
+          points, ``bridge.hook_dict``) and of the HF model, and torch's global module hooks,
+          by handle id (a new hook has a new id; removing it restores the earlier token).
+
+        A few microseconds per tensor and module. Not seen: writes through ``tensor.data``
+        (which has its own version counter); bump the version (``p.add_(0)``) or clear the
+        memo after such an edit.
+        """
+        from torch.nn.modules import module as torch_module
+
+        hf = self.hf_model
+        tensors = tuple((t.data_ptr(), t._version) for t in (*hf.parameters(), *hf.buffers()))
+        modules = {id(m): m for m in (*self.bridge.modules(), *hf.modules())}
+        hooks = tuple(
+            (key, tuple(m._forward_hooks), tuple(m._forward_pre_hooks))
+            for key, m in modules.items()
+            if m._forward_hooks or m._forward_pre_hooks
+        )
+        global_hooks = (tuple(torch_module._global_forward_hooks), tuple(torch_module._global_forward_pre_hooks))
+        return tensors, hooks, global_hooks
 
     @property
     def hf_model(self) -> Any:
@@ -330,7 +391,104 @@ def _boot(path_or_id: str, device: str, dtype: torch.dtype, device_map: Any) -> 
         kwargs["device_map"] = device_map
     else:
         kwargs["device"] = device
-    return TransformerBridge.boot_transformers(path_or_id, **kwargs)
+    if not Path(path_or_id).exists():
+        _check_hub_id(path_or_id)
+    try:
+        return TransformerBridge.boot_transformers(path_or_id, **kwargs)
+    except OSError as e:  # transformers' "couldn't connect" / "not a valid model identifier"
+        raise DataError(f"could not load model {path_or_id!r}: {e}") from e
+
+
+# --------------------------------------------------------------------------- checks before loading
+
+VALID_MODELS = (*EMBEDDED, "<local HF directory>", "<hub id org/name>")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can run on: ``cpu``, ``cuda``/``cuda:N`` per GPU, ``mps``."""
+    out = ["cpu"]
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n:
+        out += ["cuda", *(f"cuda:{i}" for i in range(n))]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def check_device(device: str) -> str:
+    """``device`` if this machine has it; else ``DataError`` naming it and the devices it has."""
+    here = available_devices()
+    if device in here:
+        return device
+    kind, _, index = device.partition(":")
+    known = (kind == "cuda" and (not index or index.isdigit())) or (device == "mps")
+    why = "is not available on this machine" if known else "is not a device name (use cpu, cuda, cuda:N or mps)"
+    cuda = "" if torch.version.cuda else f" (torch {torch.__version__} is built without CUDA)"
+    raise DataError(f"device {device!r} {why}{cuda if kind == 'cuda' else ''}; valid devices here: {', '.join(here)}")
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A spec meant as a local path: ``./x``, ``/x``, ``~/x``, ``a/b/c`` or ``dir/x`` with ``dir`` existing."""
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        return True
+    first = spec.split(os.sep)[0]
+    return os.sep in spec and Path(first).exists()
+
+
+def _no_such_model_dir(spec: str, path: Path) -> DataError:
+    return DataError(
+        f"model path {spec!r} does not exist ({path.resolve()} not found); valid models: {', '.join(VALID_MODELS)}"
+    )
+
+
+def check_model_spec(spec: str, *, reach_hub: bool = True) -> str:
+    """What a model spec names, ``"embedded"``, ``"dir"`` or ``"hub"``, checked without loading.
+
+    A missing local path (``./m1``, ``/x/y``, ``~/m``, ``runs/m1`` when ``runs`` exists), a file,
+    a directory that is neither a HF model nor an adapter, an unreachable or unknown hub id, and
+    any other name raise ``DataError`` / ``UnknownNameError`` listing the valid models. With
+    ``reach_hub=False`` a hub id is checked for shape only (:func:`_boot` reaches the hub).
+    """
+    from innerprobe.adapters import is_adapter_dir
+
+    path = Path(spec).expanduser()
+    if spec in EMBEDDED:
+        return "embedded"
+    if path.is_dir():
+        if not is_adapter_dir(path) and not (path / "config.json").exists():
+            raise DataError(f"{path} is a directory but has no config.json (not a HF model dir or LoRA adapter dir)")
+        return "dir"
+    if path.exists():
+        raise DataError(f"model {spec!r} is a file; pass its directory. Valid models: {', '.join(VALID_MODELS)}")
+    if _looks_like_path(spec):
+        raise _no_such_model_dir(spec, path)
+    if _HUB_ID.fullmatch(spec):
+        if reach_hub:
+            _check_hub_id(spec)
+        return "hub"
+    raise UnknownNameError("model", spec, VALID_MODELS)
+
+
+def _check_hub_id(spec: str) -> None:
+    """Fail in a second, not after 30 s of retries, when a hub id cannot be fetched."""
+    import huggingface_hub
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    if os.environ.get("HF_HUB_OFFLINE") or isinstance(huggingface_hub.try_to_load_from_cache(spec, "config.json"), str):
+        return  # offline mode or already cached: transformers reads the local copy
+    try:
+        huggingface_hub.model_info(spec, timeout=10)
+    except RepositoryNotFoundError as e:
+        raise DataError(
+            f"hub model {spec!r} not found on the Hugging Face hub (or private/gated: log in with `hf auth login`); "
+            f"valid models: {', '.join(VALID_MODELS)}"
+        ) from e
+    except Exception as e:  # no network, DNS, proxy, timeout: httpx/requests raise their own types
+        raise DataError(
+            f"cannot reach the Hugging Face hub to load {spec!r} ({type(e).__name__}: {e}): no network? "
+            f"Offline, use an embedded model ({', '.join(EMBEDDED)}), a local HF directory or a hub id in the HF cache"
+        ) from e
 
 
 def _fingerprint(
@@ -378,6 +536,8 @@ def load_model(
 
     Raises:
         UnknownNameError: a name that is neither embedded, nor a directory, nor hub-id shaped.
+        DataError: a local path that does not exist, an unreachable or unknown hub id, or a
+            device this machine does not have (see :func:`check_model_spec`, :func:`check_device`).
         GenerationCheckError: cached generation disagrees with the no-cache reference.
     """
     warn_untested_versions()
@@ -396,31 +556,25 @@ def _load(
     tokenizer: Any,
 ) -> LoadedModel:
     torch_dtype = _resolve_dtype(dtype)
-    device = device or _default_device()
+    device = check_device(device) if device and device_map is None else device or _default_device()
     if not isinstance(model, (str, Path)):
         return _wrap_bridge(model, tokenizer, compatibility_mode)
     spec = str(model)
     path = Path(spec).expanduser()
-    if spec in EMBEDDED:
+    kind = check_model_spec(spec, reach_hub=False)
+    if kind == "embedded":
         model_dir = embedded_model_dir(spec)
         name, source, sha = spec, str(model_dir), hash_weight_files(model_dir)
         bridge = _boot(str(model_dir), device, torch_dtype, device_map)
-    elif path.is_dir():
+    elif kind == "dir":
         from innerprobe.adapters import is_adapter_dir, merged_model_dir
 
         model_dir = merged_model_dir(path) if is_adapter_dir(path) else path
-        if not (model_dir / "config.json").exists():
-            raise DataError(f"{path} is a directory but has no config.json (not a HF model dir)")
         name, source, sha = path.name, str(path.resolve()), hash_weight_files(model_dir)
         bridge = _boot(str(model_dir), device, torch_dtype, device_map)
-    elif "/" in spec and not path.exists() and not spec.startswith((".", "/", "~")):
-        # A hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct": the real download path.
+    else:  # a hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct": the real download path
         bridge = _boot(spec, device, torch_dtype, device_map)
         name, source, sha = spec, f"hub:{spec}", hash_parameters(bridge.original_model)
-    else:
-        raise UnknownNameError(
-            "model", spec, [*EMBEDDED, "<local HF directory>", "<hub id org/name>"]
-        )
     _prepare_tokenizer(bridge.tokenizer)
     if compatibility_mode:
         bridge.enable_compatibility_mode(disable_warnings=True)

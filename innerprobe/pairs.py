@@ -15,6 +15,14 @@ first token after the prefill (``Answer:``). A pair is kept as
 * a **control pair** when the answers differ but the property value is the same: patching its O
   run still moves the answer, but nothing about the property should move.
 
+**Forced choice vs greedy.** Behaviour (:mod:`innerprobe.behavior`) takes the object answer from
+*greedy generation*; pairs need a one-token metric and use the forced choice. The two can
+disagree (SmolLM2 may generate "1. deer" where the forced first token is "cat"), so each pair also
+records both sides' greedy answer (the same memoised decode behaviour uses, the first
+vocabulary word of it, and the property value behaviour would score), whether each agrees with
+the forced answer, and :meth:`PairSet.summary` reports the agreement rates
+(``forced_vs_greedy``): a patching result is about behaviour only to the extent they agree.
+
 Which word to replace is searched, not fixed (``word_index="any"``): SmolLM2-135M asked for
 "the next animals" mostly copies a sequence word, most often the *first*, so replacing the last
 word left ~97% of answers unchanged. Each item tries the first word, then other positions in a
@@ -42,6 +50,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from innerprobe.behavior import greedy_responses
 from innerprobe.errors import DataError
 from innerprobe.inference import next_token_logprobs
 from innerprobe.prompts import (
@@ -53,7 +62,7 @@ from innerprobe.prompts import (
     label_tokens,
     object_prompt,
 )
-from innerprobe.properties import Property, get_property
+from innerprobe.properties import Property, extract_with_compliance, get_property
 from innerprobe.tasks import TASKS, item_meta, load_items
 
 log = logging.getLogger(__name__)
@@ -102,6 +111,21 @@ class MinimalPair:
     h_ld: tuple[float, float] | None = None
     o_span: tuple[int, int] = (0, 0)
     h_span: tuple[int, int] = (0, 0)
+    greedy_answer_a: str | None = None
+    greedy_answer_b: str | None = None
+    greedy_value_a: str | None = None
+    greedy_value_b: str | None = None
+    """The greedy (behaviour) answers of O(P_A) / O(P_B): the first vocabulary word of the greedy
+    decode and the property value behaviour scores (``None``: none / non-compliant)."""
+
+    @property
+    def greedy_agrees_a(self) -> bool:
+        """Does A's forced-choice answer equal its greedy answer?"""
+        return self.greedy_answer_a == self.answer_a
+
+    @property
+    def greedy_agrees_b(self) -> bool:
+        return self.greedy_answer_b == self.answer_b
 
     def record(self) -> dict[str, Any]:
         return {
@@ -124,6 +148,12 @@ class MinimalPair:
             "o_ld_b": self.o_ld[1],
             "h_ld_a": self.h_ld[0] if self.h_ld else np.nan,
             "h_ld_b": self.h_ld[1] if self.h_ld else np.nan,
+            "greedy_answer_a": self.greedy_answer_a,
+            "greedy_answer_b": self.greedy_answer_b,
+            "greedy_value_a": self.greedy_value_a,
+            "greedy_value_b": self.greedy_value_b,
+            "greedy_agrees_a": self.greedy_agrees_a,
+            "greedy_agrees_b": self.greedy_agrees_b,
         }
 
 
@@ -153,6 +183,29 @@ class PairSet:
     def to_dataframe(self) -> pd.DataFrame:
         return pd.DataFrame([p.record() for p in self.pairs + self.controls])
 
+    def agreement(self) -> dict[str, Any]:
+        """Forced-choice vs greedy agreement over property and control pairs.
+
+        ``answer_a`` / ``answer_b``: share of pairs whose forced answer equals the greedy one
+        on that side; ``answer_both``: on both sides; ``value_both``: the property values the
+        pair was built from equal behaviour's on both sides. ``n_disagree``: pairs that
+        disagree on at least one side's answer.
+        """
+        both = self.pairs + self.controls
+        if not both:
+            return {"n": 0}
+        a = np.array([p.greedy_agrees_a for p in both])
+        b = np.array([p.greedy_agrees_b for p in both])
+        v = np.array([p.greedy_value_a == p.value_a and p.greedy_value_b == p.value_b for p in both])
+        return {
+            "n": len(both),
+            "answer_a": float(a.mean()),
+            "answer_b": float(b.mean()),
+            "answer_both": float((a & b).mean()),
+            "value_both": float(v.mean()),
+            "n_disagree": int((~(a & b)).sum()),
+        }
+
     def summary(self) -> dict[str, Any]:
         return {
             "task": self.task,
@@ -161,6 +214,7 @@ class PairSet:
             "n_controls": len(self.controls),
             "n_candidates": self.n_candidates,
             "excluded": dict(self.excluded),
+            "forced_vs_greedy": self.agreement(),
             "settings": self.settings,
         }
 
@@ -466,6 +520,45 @@ def _filter_pairs(
     return pairs, controls
 
 
+def _answer_word(cleaned: str, vocabulary: set[str]) -> str | None:
+    """The first word of a cleaned response that is a vocabulary word ("1. deer," -> "deer")."""
+    words = (w.strip(".,;:!?\"'()").lower() for w in cleaned.split())
+    return next((w for w in words if w in vocabulary), None)
+
+
+def annotate_greedy(
+    model: Any,
+    pairs: Sequence[MinimalPair],
+    task: str,
+    prop: Property,
+    vocabulary: Sequence[str],
+    spec: PromptSpec,
+    *,
+    max_new_tokens: int = 24,
+    batch_size: int = 16,
+) -> None:
+    """Record on each pair the greedy answers of its O prompts (behaviour's definition).
+
+    Decodes O(P_A) and O(P_B) greedily through :func:`innerprobe.behavior.greedy_responses`
+    (memoised per model state, so a behaviour run on the same prompts shares the decode), then
+    keeps the first vocabulary word (the answer the model means) and the property value that
+    behaviour would score (``extract_with_compliance`` of the prefilled response).
+    """
+    if not pairs:
+        return
+    prompts = [p.o_a for p in pairs] + [p.o_b for p in pairs]
+    responses = greedy_responses(model, [q.input_ids for q in prompts], max_new_tokens, batch_size)
+    prefill = spec.object_prefill_text(task)
+    vocab = {w.lower() for w in vocabulary}
+    n = len(pairs)
+    for k, mp in enumerate(pairs):
+        ext_a = extract_with_compliance(prop, prefill + responses[k], "sequence")
+        ext_b = extract_with_compliance(prop, prefill + responses[n + k], "sequence")
+        mp.greedy_answer_a, mp.greedy_answer_b = _answer_word(ext_a.cleaned, vocab), _answer_word(ext_b.cleaned, vocab)
+        mp.greedy_value_a = ext_a.value if ext_a.compliant else None
+        mp.greedy_value_b = ext_b.value if ext_b.compliant else None
+
+
 def build_pairs(
     model: Any,
     task: str = "animals",
@@ -485,6 +578,7 @@ def build_pairs(
     n_controls: int | None = None,
     items: Any = None,
     chunk_size: int | None = 64,
+    greedy_max_new_tokens: int = 24,
 ) -> PairSet:
     """Build up to ``n_pairs`` property pairs (and up to ``n_controls`` control pairs).
 
@@ -502,6 +596,9 @@ def build_pairs(
             at the first position that flips the model's answer.
         min_gap, gap_rule: the logit-difference gap filter (see the module docstring).
         n_controls: control-pair budget (default: ``n_pairs``).
+        greedy_max_new_tokens: length of the greedy decode each kept pair's O prompts get
+            (:func:`annotate_greedy`; behaviour's default ``object_max_new_tokens``, so the
+            decode is shared with a behaviour run of the same prompts).
 
     Raises:
         DataError: no property pair survives the filters (the counts are in the message).
@@ -548,6 +645,7 @@ def build_pairs(
         "n_items": len(items), "n_items_used": n_used, "chunk_size": chunk_size, "split": split,
         "word_index": word_index, "per_item": per_item, "max_tries": max_tries,
         "min_gap": min_gap, "gap_rule": gap_rule, "seed": seed, "spec": spec.to_dict(),
+        "greedy_max_new_tokens": greedy_max_new_tokens,
     }
     result = PairSet(
         task, prop.name, pairs[:n_pairs], controls[:n_controls],
@@ -562,6 +660,12 @@ def build_pairs(
             f"empty pair set after filtering ({n} candidates from {n_used} items; excluded {result.excluded}); "
             "try more items (n_items), a smaller min_gap or gap_rule='difference'"
         )
+    annotate_greedy(model, result.pairs + result.controls, task, prop, vocab, spec,
+                    max_new_tokens=greedy_max_new_tokens, batch_size=batch_size)
+    agree = result.agreement()
+    if agree["n"] and agree["n_disagree"]:
+        log.warning("pairs: forced-choice and greedy object answers disagree on %d of %d pairs (%s)",
+                    agree["n_disagree"], agree["n"], agree)
     return result
 
 

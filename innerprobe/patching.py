@@ -29,7 +29,13 @@ programming over the distinct start positions); on hypothetical prompts, where t
 sits ~50 tokens before the end, it runs a word + P-tokens + last-positions grid 1.6× faster than
 one shared start. Full traces (residuals, keys, values) are memoised on the stack within a byte
 budget, so stages that share prompts (the H map and the transplant's targets, the O map and its
-donors) trace each prompt once.
+donors) trace each prompt once. The memo is keyed on the prompt *and the model's state*
+(:meth:`LlamaStack.state_token`: the weights' storage and in-place versions, and the hooks on the
+model), so a trace made before an intervention is never reused after it.
+
+**Best cell.** The largest of many noisy cell means is biased upwards; :meth:`PatchResult.summary`
+selects the best cell on one random half of the pairs and reports its recovery, with a bootstrap
+CI, on the other half (``best_cell["selection"]`` says so; the naive max is kept beside it).
 
 Only the two metric tokens are read out of the unembedding. The forward is innerprobe's own
 re-implementation of the Llama decoder layer on the model's weights (RMSNorm, rotary attention
@@ -56,7 +62,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from innerprobe.errors import DataError, NotApplicableError, UnknownNameError
-from innerprobe.stats import Estimate, bootstrap_ci, normalised_recovery
+from innerprobe.stats import Estimate, bootstrap_ci, normalised_recovery, select_and_estimate
 
 log = logging.getLogger(__name__)
 
@@ -177,23 +183,46 @@ class LlamaStack:
         self.rotary = _orig(inner.rotary_emb)
         self.device = self.unembed.device
         self.cache_bytes = 1 << 30
-        self._traces: OrderedDict[tuple[int, ...], Trace] = OrderedDict()
+        self._model = model
+        self._traces: OrderedDict[tuple[Any, tuple[int, ...]], Trace] = OrderedDict()
         self._held = 0  # bytes of the kept traces
 
-    def cached_trace(self, ids: Sequence[int]) -> Trace | None:
-        """A trace of exactly ``ids`` kept from an earlier :func:`trace` call (most recent first out last)."""
-        tr = self._traces.get(tuple(ids))
+    def _tensors(self) -> list[Tensor]:
+        """Every weight tensor the forward reads (detached views sharing the parameters' storage
+        and version counters)."""
+        out = [self.norm_w, self.unembed, self.embed_w]
+        for w in self.layers:
+            out += [w.ln1, w.ln2]
+            for wb in (w.q, w.k, w.v, w.o, w.gate, w.up, w.down):
+                out += [t for t in wb if t is not None]
+        return out
+
+    def state_token(self) -> tuple[Any, ...]:
+        """Token of the state the forward runs in: the stack's weights (storage address and
+        in-place version) and, for a :class:`~innerprobe.models.LoadedModel`, its
+        :meth:`~innerprobe.models.LoadedModel.state_token` (weights and active hooks). The
+        stack's own forward runs no module hooks, so keying on hooks only ever recomputes."""
+        weights = tuple((t.data_ptr(), t._version) for t in self._tensors())
+        model_token = getattr(self._model, "state_token", None)
+        return weights, model_token() if callable(model_token) else None
+
+    def cached_trace(self, ids: Sequence[int], state: Any = None) -> Trace | None:
+        """A trace of exactly ``ids`` made in model state ``state`` (default: the current one)
+        by an earlier :func:`trace` call, or None."""
+        key = (self.state_token() if state is None else state, tuple(ids))
+        tr = self._traces.get(key)
         if tr is not None:
-            self._traces.move_to_end(tuple(ids))
+            self._traces.move_to_end(key)
         return tr
 
     def keep_trace(self, tr: Trace) -> None:
-        """Keep ``tr`` for reuse, evicting the least recently used beyond ``cache_bytes``
-        (0 disables the cache). Stages of one analysis trace the same prompts (the H prompts of
-        the H map are the transplant's targets; the O prompts are its donors)."""
+        """Keep ``tr`` (made in state ``tr.state``) for reuse, evicting the least recently used
+        beyond ``cache_bytes`` (0 disables the cache). Stages of one analysis trace the same
+        prompts (the H prompts of the H map are the transplant's targets; the O prompts are its
+        donors)."""
         if self.cache_bytes <= 0:
             return
-        key = tuple(tr.ids)
+        key = (self.state_token() if tr.state is None else tr.state, tuple(tr.ids))
         if (old := self._traces.pop(key, None)) is not None:
             self._held -= old.nbytes
         self._traces[key] = tr
@@ -271,6 +300,7 @@ class Trace:
     attn_out: Float[Tensor, "layer pos d_model"]
     keys: Float[Tensor, "layer kv_head pos d_head"]
     values: Float[Tensor, "layer kv_head pos d_head"]
+    state: Any = None  # the model state token the trace was made in (LlamaStack.state_token)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -297,15 +327,18 @@ def trace(stack: LlamaStack, ids: Sequence[int], *, grad: bool = False) -> Trace
 
     With ``grad=True`` the residuals keep their graph (``retain_grad``), for attribution patching.
     Without it, the trace is memoised on ``stack`` (:meth:`LlamaStack.keep_trace`): read-only
-    tensors, shared by every later call with the same ``ids``.
+    tensors, shared by every later call with the same ``ids`` in the same model state.
     """
     if not ids:
         raise DataError("empty prompt")
-    if not grad and (hit := stack.cached_trace(ids)) is not None:
+    if grad:
+        return _run_trace(stack, ids, grad)
+    state = stack.state_token()
+    if (hit := stack.cached_trace(ids, state)) is not None:
         return hit
     tr = _run_trace(stack, ids, grad)
-    if not grad:
-        stack.keep_trace(tr)
+    tr.state = state
+    stack.keep_trace(tr)
     return tr
 
 
@@ -578,6 +611,7 @@ class PatchResult:
         mean, ci_low, ci_high: ``[layers, positions]`` nan-mean recovery and percentile bootstrap
             interval over pairs.
         position_labels: the token at each position (of the first pair's target).
+        seed: the seed of the bootstrap and of the best cell's selection split.
     """
 
     site: str
@@ -595,6 +629,7 @@ class PatchResult:
     ci_high: np.ndarray
     n_excluded: int
     extra: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
 
     @property
     def per_item(self) -> torch.Tensor:
@@ -622,9 +657,49 @@ class PatchResult:
             }
         )
 
+    def best_cell(self) -> dict[str, Any]:
+        """The cell of highest mean recovery, selected on one half of the pairs and estimated on
+        the other (:func:`~innerprobe.stats.select_and_estimate`); ``selection`` says which was
+        done. With fewer than 4 pairs no split is possible: the naive max over all pairs is
+        reported and ``selection`` says it is optimistic."""
+        n, n_l, n_p = self.recovery.shape
+        flat = self.recovery.reshape(n, n_l * n_p)
+        if not np.isfinite(flat).any():
+            return {"layer": None, "position": None, "token": None, "recovery": float("nan"),
+                    "ci": [float("nan"), float("nan")], "n": 0, "selection": "no finite recovery"}
+        sel = None
+        if n >= 4:
+            try:
+                sel = select_and_estimate(flat, seed=self.seed, what="cell")
+            except DataError:  # one half has no finite recovery (zero-gap pairs)
+                sel = None
+        if sel is not None:
+            li, pi = divmod(sel.index, n_p)
+            nli, npi = divmod(sel.naive_index, n_p)
+            est, selection = sel.estimate, sel.selection
+        else:
+            finite = np.where(np.isfinite(self.mean), self.mean, -np.inf)
+            li, pi = nli, npi = np.unravel_index(int(np.argmax(finite)), self.mean.shape)
+            est = Estimate(float(self.mean[li, pi]), float(self.ci_low[li, pi]), float(self.ci_high[li, pi]),
+                           int(np.isfinite(self.recovery[:, li, pi]).sum()), "percentile bootstrap")
+            selection = (f"naive max over {n_l * n_p} cells on all n={n} pairs (too few pairs with a "
+                         "finite recovery to split; optimistic: selected and estimated on the same pairs)")
+        return {
+            "layer": self.layers[li],
+            "position": self.positions[pi],
+            "token": self.position_labels[pi],
+            "recovery": float(est.value),
+            "ci": [float(est.ci_low), float(est.ci_high)],
+            "n": int(est.n),
+            "selection": selection,
+            "naive": {
+                "layer": self.layers[nli], "position": self.positions[npi], "token": self.position_labels[npi],
+                "recovery": float(self.mean[nli, npi]),
+                "ci": [float(self.ci_low[nli, npi]), float(self.ci_high[nli, npi])],
+            },
+        }
+
     def summary(self) -> dict[str, Any]:
-        flat = np.nanargmax(np.where(np.isfinite(self.mean), self.mean, -np.inf))
-        li, pi = np.unravel_index(flat, self.mean.shape)
         return {
             "site": self.site,
             "direction": self.direction,
@@ -634,13 +709,7 @@ class PatchResult:
             "layers": self.layers,
             "positions": self.positions,
             "position_labels": self.position_labels,
-            "best_cell": {
-                "layer": self.layers[li],
-                "position": self.positions[pi],
-                "token": self.position_labels[pi],
-                "recovery": float(self.mean[li, pi]),
-                "ci": [float(self.ci_low[li, pi]), float(self.ci_high[li, pi])],
-            },
+            "best_cell": self.best_cell(),
             **self.extra,
         }
 
@@ -757,7 +826,7 @@ def patch_grid(
     labels = _cell_labels(tokenizer or getattr(model, "tokenizer", None), first, rel, per_pair[0])
     return PatchResult(
         site, direction, metric_name, layers, rel, labels, patched, src_m, tgt_m, rec.values,
-        mean, lo, hi, int(np.isnan(rec.values[:, 0, 0]).sum()),
+        mean, lo, hi, int(np.isnan(rec.values[:, 0, 0]).sum()), seed=seed,
     )
 
 

@@ -32,15 +32,25 @@ loop over (layer, fold) on the same folds; tests check the two agree.
 
 **Cross-validation.** Grouped, stratified k-fold (``StratifiedGroupKFold``, shuffled with the
 seed): items sharing a group (duplicate inputs) never straddle folds. Every accuracy is computed
-from out-of-fold predictions, with a bootstrap CI over items.
+from out-of-fold predictions, with a Wilson CI over items.
+
+**Best layer.** The max over layers of noisy accuracies is biased upwards (with 30 pure-noise
+layers it sits ~2 standard errors above chance). :func:`best_layers` on a :class:`ProbeResult`
+selects the layer on one random half of the items (whole groups) and reports its accuracy on the
+other half, with a ``selection`` column saying so; the naive max is kept beside it.
 
 **Controls** (each fitted with the same probe, hyper-parameters and folds):
 
 * ``shuffled`` — the labels permuted with the seed: what the probe gets from nothing.
-* ``control_task`` — Hewitt & Liang (2019): every *type* (by default the item's group; the CLI uses
-  the answer word for property targets and the last input word for answer targets) gets a random
-  label drawn from the task's label marginals. ``selectivity = task acc − control-task acc``; it
-  is reported with a paired-bootstrap CI.
+* ``control_task`` — Hewitt & Liang (2019): every *type* gets one fixed random label drawn from the
+  task's label marginals, so the control has recurring structure a probe can only fit by
+  memorising types. Types must *recur*: with one type per item the held-out control is chance for
+  any representation and ``selectivity`` degenerates into ``accuracy − chance``. Default types:
+  the last word of each item's group (the last input word); :func:`probe_store` uses the answer
+  word for property targets. Items without a type (``None``) are dropped from the control and
+  counted, never pooled into one "None" type; a control with < 2 types, < 2 classes or no
+  recurring type is not fitted: its columns are NaN and ``ProbeResult.warnings`` says why.
+  ``selectivity = task acc − control-task acc`` on the control's items, with a paired-bootstrap CI.
 * ``random_proj`` — the activations projected onto a random orthonormal subspace whose rank equals
   the probe's (``C − 1``; for a binary target this is the random-direction probe), then probed with
   task labels: how much a *random* low-rank readout already decodes.
@@ -92,6 +102,9 @@ __all__ = [
     "heldout_predictions",
     "shuffled_labels",
     "control_task_labels",
+    "ControlTask",
+    "control_task",
+    "default_control_types",
     "random_projection",
     "run_probes",
     "probe_store",
@@ -648,18 +661,99 @@ def shuffled_labels(y: Int[np.ndarray, " n"], seed: int) -> Int[np.ndarray, " n"
     return np.random.default_rng([seed, 1]).permutation(y)
 
 
+def _type_key(t: Any) -> str | None:
+    """A type's string key; ``None`` / NaN / empty mean "no type"."""
+    if t is None or (isinstance(t, float) and math.isnan(t)):
+        return None
+    key = str(t)
+    return key if key.strip() else None
+
+
+@dataclass(frozen=True)
+class ControlTask:
+    """A Hewitt–Liang control task over the items that have a type.
+
+    ``keep`` marks the items with a type (the control is fitted and scored on those only);
+    ``labels`` are their control labels (``-1`` where dropped). ``n_recurring`` counts kept items
+    whose type occurs at least twice: only those let a probe show it memorised the type.
+    ``warning`` is set when the control cannot mean anything (then it is not fitted).
+    """
+
+    labels: Int[np.ndarray, " n"]
+    keep: np.ndarray
+    n_types: int
+    n_missing: int
+    n_recurring: int
+    n_classes: int
+    warning: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_items": int(self.keep.sum()), "n_types": self.n_types, "n_missing_type": self.n_missing,
+            "n_recurring_type_items": self.n_recurring, "n_control_classes": self.n_classes,
+            "warning": self.warning,
+        }
+
+
+def _control_warning(n_kept: int, n_types: int, n_recurring: int, n_classes: int, n_missing: int) -> str | None:
+    dropped = f" ({n_missing} items without a type dropped)" if n_missing else ""
+    if n_types < 2:
+        return f"control task collapsed to {n_types} type(s) over {n_kept} items{dropped}: not fitted"
+    if n_classes < 2:
+        return f"control task labels collapsed to one class over {n_types} types{dropped}: not fitted"
+    if n_recurring == 0:
+        return (
+            f"control task: each of the {n_types} types occurs once (one type per item), so the control "
+            f"is chance for any representation{dropped}: not fitted; pass recurring control_types"
+        )
+    return None
+
+
+def control_task(y: Int[np.ndarray, " n"], types: Sequence[Any], n_classes: int, seed: int) -> ControlTask:
+    """Hewitt–Liang control task: each distinct type gets one label drawn from ``y``'s marginals.
+
+    A type is a recurring unit of the input (a word type); every item of the type gets the
+    type's label, so a probe scores above chance on held-out items only by having memorised
+    which type an activation came from. Items whose type is ``None`` (no answer word) are
+    dropped and counted rather than merged into one big "None" type.
+    """
+    if len(types) != len(y):
+        raise DataError(f"control types has {len(types)} entries but there are {len(y)} labels")
+    keys = [_type_key(t) for t in types]
+    keep = np.array([k is not None for k in keys], dtype=bool)
+    counts = Counter(k for k in keys if k is not None)
+    uniq = sorted(counts)
+    rng = np.random.default_rng([seed, 2])
+    marg = np.bincount(y, minlength=n_classes) / len(y)
+    draw = dict(zip(uniq, rng.choice(n_classes, size=len(uniq), p=marg), strict=True)) if uniq else {}
+    labels = np.array([draw[k] if k is not None else -1 for k in keys], dtype=np.int64)
+    n_recurring = int(sum(c for c in counts.values() if c >= 2))
+    n_cls = len(set(labels[keep].tolist()))
+    n_missing = int((~keep).sum())
+    warning = _control_warning(int(keep.sum()), len(uniq), n_recurring, n_cls, n_missing)
+    return ControlTask(labels, keep, len(uniq), n_missing, n_recurring, n_cls, warning)
+
+
 def control_task_labels(
     y: Int[np.ndarray, " n"], types: Sequence[Any], n_classes: int, seed: int
 ) -> Int[np.ndarray, " n"]:
-    """Hewitt–Liang control task: each distinct type gets one label drawn from ``y``'s marginals."""
-    if len(types) != len(y):
-        raise DataError(f"control types has {len(types)} entries but there are {len(y)} labels")
-    rng = np.random.default_rng([seed, 2])
-    marg = np.bincount(y, minlength=n_classes) / len(y)
-    keys = [str(t) for t in types]
-    uniq = sorted(set(keys))
-    draw = dict(zip(uniq, rng.choice(n_classes, size=len(uniq), p=marg), strict=True))
-    return np.array([draw[k] for k in keys], dtype=np.int64)
+    """The labels of :func:`control_task`; every item must have a type (else a DataError)."""
+    ct = control_task(y, types, n_classes, seed)
+    if ct.n_missing:
+        raise DataError(f"{ct.n_missing} of {len(y)} control types are missing (None); use control_task()")
+    return ct.labels
+
+
+def default_control_types(groups: Sequence[Any] | None) -> list[str | None] | None:
+    """Default Hewitt–Liang types: the last word of each item's group (its last input word).
+
+    A group is the normalised item string, one per item; its last word recurs across items
+    (the last animal of the list), which a type must. ``None`` without groups.
+    """
+    if groups is None:
+        return None
+    words = [str(g).split() if _type_key(g) is not None else [] for g in groups]
+    return [w[-1] if w else None for w in words]
 
 
 def random_projection(x: Float[Tensor, "layer n d"], rank: int, seed: int) -> Float[Tensor, "layer n rank"]:
@@ -708,11 +802,17 @@ class ProbeResult:
     n_dropped: int
     dropped_classes: dict[str, int]
     config: ProbeConfig
+    control: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    correct: dict[tuple[str, str, str, str], np.ndarray] = field(default_factory=dict, repr=False)
+    """Per-item out-of-fold correctness ``[layer, n]`` of the task probe, keyed by
+    ``(probe, train_run, test_run, items)``: what :func:`best_layers` selects on."""
+    groups: list[Any] | None = field(default=None, repr=False)
 
     def to_dataframe(self) -> pd.DataFrame:
         """Columns: layer, probe, target, split, train_run, test_run, items, metric, value,
         ci_low, ci_high, n, and the controls (majority, shuffled, control_task(+CI),
-        random_proj, selectivity(+CI))."""
+        random_proj, selectivity(+CI), control_n: the items the control was fitted and scored on)."""
         return self.table.copy()
 
     def save_directions(self, path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:
@@ -761,7 +861,8 @@ def run_probes(
 
     ``runs`` maps a run name (``"O"``, ``"H:h_last"``, ...; the part before ``:`` is its kind) to
     activations ``[n, layer, d]`` whose rows are the same items in the same order. ``groups`` keep
-    duplicates in one fold; ``control_types`` are the Hewitt–Liang types (default: ``groups``).
+    duplicates in one fold; ``control_types`` are the Hewitt–Liang types (default:
+    :func:`default_control_types` of ``groups``; ``None`` entries are dropped from the control).
     """
     if not runs:
         raise DataError("run_probes: no activation runs given")
@@ -785,18 +886,23 @@ def run_probes(
     ids = labels.ids
     n_cls = len(labels.classes)
     grp = None if groups is None else [g for g, k in zip(groups, keep, strict=True) if k]
-    types = grp if control_types is None else [t for t, k in zip(control_types, keep, strict=True) if k]
-    if types is None:
-        types = list(range(len(ids)))
+    types = default_control_types(grp) if control_types is None else [t for t, k in zip(control_types, keep, strict=True) if k]
     fold = make_folds(ids, grp, config.folds, config.seed)
     w = fold_weights(fold, config.folds)
     dev = torch.device(config.device)
     xs = {name: x[torch.as_tensor(keep)].permute(1, 0, 2).contiguous().to(dev) for name, x in runs.items()}
 
     label_sets: dict[str, np.ndarray] = {"task": ids}
+    warnings: list[str] = []
+    ctrl: ControlTask | None = None
     if config.controls:
         label_sets["shuffled"] = shuffled_labels(ids, config.seed)
-        label_sets["control_task"] = control_task_labels(ids, types, n_cls, config.seed)
+        ctrl, warning = _control_for(ids, types, n_cls, config.seed)
+        if warning:
+            log.warning("%s", warning)
+            warnings.append(warning)
+        if ctrl is not None and ctrl.warning is None:
+            label_sets["control_task"] = ctrl.labels
     names = list(xs)
     pairs = [(s, t) for s in names for t in names if s == t or _kind(s) != _kind(t)]
     n_fits = len(config.probes) * len(names) * (len(label_sets) + int(config.controls))
@@ -807,36 +913,64 @@ def run_probes(
     directions: dict[tuple[str, str], Tensor] = {}
     w_dev = w.to(dev)
     views = list(label_sets) + (["random_proj"] if config.controls else [])
+    everyone = np.ones(len(ids), dtype=bool)
     for probe in config.probes:
         for src in names:
             for view in views:
-                lab = label_sets.get(view, ids)
+                # The control is fitted on the items with a type only (compact class ids).
+                rows = ctrl.keep if view == "control_task" and ctrl is not None else everyone
+                lab, n_view = _view_labels(label_sets.get(view, ids), rows, n_cls)
+                fold_v = fold[rows]
+                w_v = w_dev if rows is everyone else fold_weights(fold_v, config.folds).to(dev)
+                sub = (lambda x: x) if rows is everyone else (lambda x, r=torch.as_tensor(rows, device=dev): x[:, r])
                 y_t = torch.as_tensor(lab, device=dev)
                 proj = (lambda x: random_projection(x, max(1, n_cls - 1), config.seed)) if view == "random_proj" else (lambda x: x)
                 if probe == "logistic":
-                    fitted = fit_logistic(proj(xs[src]), y_t, w_dev, n_cls, C=config.C, max_iter=config.max_iter, tol=config.tol)
+                    fitted = fit_logistic(proj(sub(xs[src])), y_t, w_v, n_view, C=config.C, max_iter=config.max_iter, tol=config.tol)
                 elif probe == "ridge":
-                    fitted = fit_ridge(proj(xs[src]), y_t, w_dev, n_cls, alpha=config.ridge_alpha, mixed=config.ridge_mixed)
+                    fitted = fit_ridge(proj(sub(xs[src])), y_t, w_v, n_view, alpha=config.ridge_alpha, mixed=config.ridge_mixed)
                 else:
-                    fitted = fit_mass_mean(proj(xs[src]), y_t, w_dev, n_cls, standardise=config.mass_mean_standardise)
+                    fitted = fit_mass_mean(proj(sub(xs[src])), y_t, w_v, n_view, standardise=config.mass_mean_standardise)
                 if view == "task":
                     directions[(probe, src)] = fitted.directions().cpu()
                 for s, tgt in pairs:
                     if s != src:
                         continue
-                    oof, same = heldout_predictions(fitted, proj(xs[tgt]), fold)
+                    oof, same = heldout_predictions(fitted, proj(sub(xs[tgt])), fold_v)
                     correct[(probe, view, src, tgt, "held_out")] = (oof.cpu().numpy() == lab[None])
                     if tgt != src:
                         correct[(probe, view, src, tgt, "same")] = (same.cpu().numpy() == lab[None])
                 advance(1)
 
     majority = _majority_oof(ids, fold, n_cls) == ids
-    table = _tabulate(correct, majority, layers, target, config, progress)
+    ctrl_rows = ctrl.keep if ctrl is not None else None
+    table = _tabulate(correct, majority, layers, target, config, progress, ctrl_rows)
     return ProbeResult(
         target=target, classes=labels.classes, layers=layers, runs=names, table=table,
         directions=directions, n_items=len(ids), n_dropped=labels.n_dropped,
         dropped_classes=labels.dropped_classes, config=config,
+        control=ctrl.to_dict() if ctrl is not None else {}, warnings=warnings,
+        correct={(k[0], k[2], k[3], k[4]): v for k, v in correct.items() if k[1] == "task"}, groups=grp,
     )
+
+
+def _control_for(
+    ids: np.ndarray, types: Sequence[Any] | None, n_cls: int, seed: int
+) -> tuple[ControlTask | None, str | None]:
+    """The control task of a run and the warning to record (None when it is usable)."""
+    if types is None:
+        return None, "control task not fitted: no control_types and no groups to take types from"
+    ctrl = control_task(ids, types, n_cls, seed)
+    return ctrl, ctrl.warning
+
+
+def _view_labels(lab: np.ndarray, rows: np.ndarray, n_cls: int) -> tuple[np.ndarray, int]:
+    """Labels of ``rows`` as compact class ids (a control may miss some classes) and their count."""
+    sub = lab[rows]
+    if len(sub) == len(lab) and sub.min(initial=0) >= 0:
+        return sub, n_cls
+    uniq, compact = np.unique(sub, return_inverse=True)
+    return compact.astype(np.int64), max(2, len(uniq))
 
 
 def _split_name(src: str, tgt: str) -> str:
@@ -850,7 +984,10 @@ def _tabulate(
     target: str,
     cfg: ProbeConfig,
     progress: Progress | None,
+    ctrl_rows: np.ndarray | None = None,
 ) -> pd.DataFrame:
+    """One row per (probe, split, items, layer). Control columns are NaN when the control task
+    was not fitted; selectivity pairs task and control on the control's items."""
     keys = [k for k in correct if k[1] == "task"]
     advance = progress("bootstrap CIs", len(keys) * len(layers)) if progress else (lambda k: None)
     maj = float(majority.mean())
@@ -866,29 +1003,45 @@ def _tabulate(
                 "majority": maj,
             }
             if cfg.controls:
-                ctrl = correct[(probe, "control_task", src, tgt, items)][li]
-                cest = _boot(ctrl, cfg)
-                diff = stats.paired_bootstrap_diff(task.astype(float), ctrl.astype(float), n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed)
                 row.update(
                     shuffled=float(correct[(probe, "shuffled", src, tgt, items)][li].mean()),
-                    control_task=cest.value, control_task_ci_low=cest.ci_low, control_task_ci_high=cest.ci_high,
                     random_proj=float(correct[(probe, "random_proj", src, tgt, items)][li].mean()),
-                    selectivity=diff.diff.value, selectivity_ci_low=diff.diff.ci_low, selectivity_ci_high=diff.diff.ci_high,
+                    **_control_columns(correct.get((probe, "control_task", src, tgt, items)), task, li, ctrl_rows, cfg),
                 )
             rows.append(row)
             advance(1)
     return pd.DataFrame(rows)
 
 
+def _control_columns(
+    ctrl_correct: np.ndarray | None, task: np.ndarray, li: int, rows: np.ndarray | None, cfg: ProbeConfig
+) -> dict[str, float]:
+    """control_task (+Wilson CI), selectivity (+paired bootstrap CI) and the control's n."""
+    names = ("control_task", "control_task_ci_low", "control_task_ci_high", "selectivity",
+             "selectivity_ci_low", "selectivity_ci_high")
+    if ctrl_correct is None or rows is None:
+        return {**dict.fromkeys(names, float("nan")), "control_n": 0}
+    ctrl = ctrl_correct[li]
+    cest = _boot(ctrl, cfg)
+    diff = stats.paired_bootstrap_diff(
+        task[rows].astype(float), ctrl.astype(float), n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed
+    )
+    values = (cest.value, cest.ci_low, cest.ci_high, diff.diff.value, diff.diff.ci_low, diff.diff.ci_high)
+    return {**dict(zip(names, values)), "control_n": int(ctrl.size)}
+
+
 # ------------------------------------------------------------------------------ the store
 
 
 def _default_control_types(rows: pd.DataFrame, target: str) -> list[Any] | None:
-    """Hewitt–Liang types: the answer word for property targets, the last input word for answers."""
+    """Hewitt–Liang types: the answer word for property targets, the last input word for answers.
+
+    A missing answer word stays ``None`` (the row is dropped from the control, and counted).
+    """
     if target != "object_answer" and "object_answer" in rows:
-        return rows["object_answer"].tolist()
+        return [_type_key(a) for a in rows["object_answer"].tolist()]
     if "group" in rows:
-        return [str(g).split()[-1] if str(g).split() else str(g) for g in rows["group"]]
+        return default_control_types(rows["group"].tolist())
     return None
 
 
@@ -936,11 +1089,51 @@ def probe_store(
 # ------------------------------------------------------------------------------- summaries
 
 
-def best_layers(df: pd.DataFrame) -> pd.DataFrame:
-    """The layer with the highest accuracy per (probe, split, items), with its controls."""
+def best_layers(result: ProbeResult | pd.DataFrame) -> pd.DataFrame:
+    """The best layer per (probe, split, items), with an honest accuracy and its controls.
+
+    Given a :class:`ProbeResult`: the layer is selected on a random half of the items (split A,
+    whole groups) and its accuracy, with a Wilson CI, is estimated on the other half (split B)
+    by :func:`innerprobe.stats.select_and_estimate`; ``naive_layer`` / ``naive_value`` /
+    ``naive_ci_*`` keep the usual max over layers on all items (biased upwards), and
+    ``selection`` says which was done. The control columns (control task, selectivity,
+    majority...) are those of the selected layer on all items.
+
+    Given only the tidy DataFrame (no per-item data), the naive max, labelled so in
+    ``selection``.
+    """
+    if isinstance(result, pd.DataFrame):
+        return _naive_best(result)
+    df = result.table
+    rows = []
+    for (probe, src, tgt, items), correct in result.correct.items():
+        sel = stats.select_and_estimate(
+            correct.T.astype(float), seed=result.config.seed, groups=result.groups,
+            alpha=result.config.alpha, what="layer",
+        )
+        part = df[(df["probe"] == probe) & (df["train_run"] == src) & (df["test_run"] == tgt) & (df["items"] == items)]
+        row = part[part["layer"] == result.layers[sel.index]].iloc[0].to_dict()
+        row.update(
+            value=sel.estimate.value, ci_low=sel.estimate.ci_low, ci_high=sel.estimate.ci_high, n=sel.estimate.n,
+            naive_layer=result.layers[sel.naive_index], naive_value=sel.naive.value,
+            naive_ci_low=sel.naive.ci_low, naive_ci_high=sel.naive.ci_high, naive_n=sel.naive.n,
+            selection=sel.selection,
+        )
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(["probe", "items", "split"]).reset_index(drop=True)
+
+
+def _naive_best(df: pd.DataFrame) -> pd.DataFrame:
     acc = df[df["metric"] == "accuracy"]
     idx = acc.groupby(["probe", "split", "items"])["value"].idxmax()
-    return acc.loc[idx].sort_values(["probe", "items", "split"]).reset_index(drop=True)
+    best = acc.loc[idx].sort_values(["probe", "items", "split"]).reset_index(drop=True)
+    n_layers = acc.groupby(["probe", "split", "items"])["layer"].nunique()
+    best["selection"] = [
+        f"naive max over {n_layers[(r.probe, r.split, r.items)]} layers on all n={r.n} items "
+        "(optimistic: selected and estimated on the same items)"
+        for r in best.itertuples()
+    ]
+    return best
 
 
 def plot_layer_curves(df: pd.DataFrame, *, probe: str | None = None, items: str = "held_out") -> Any:

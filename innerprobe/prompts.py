@@ -11,7 +11,11 @@ the third person). The third-person variant is the control for privileged access
 predicts "another AI" as well as "itself", the first-person framing buys nothing.
 
 Every prompt is chat-templated and may end with an assistant *prefill* (e.g. ``"Answer:"``):
-untrained small models otherwise open with "The ..." and their answers cannot be scored.
+untrained small models otherwise open with "The ..." and their answers cannot be scored. One
+prefill does not fit every task, though: after ``Answer:`` SmolLM2 ends a story continuation at
+once (an empty answer). So the object-level prefill defaults to *the task's* measured default
+(:data:`TASK_DEFAULT_PREFILL`, resolved by :meth:`PromptSpec.object_prefill_for`); a prefill the
+user sets, ``Answer:`` included, is used as given.
 
 Every :class:`Prompt` records token positions, because every white-box stage reads them:
 
@@ -31,6 +35,7 @@ from typing import Any, Literal
 
 from innerprobe.errors import DataError, UnknownNameError
 from innerprobe.properties import Property
+from innerprobe.tasks.registry import object_defaults
 
 Variant = Literal["previously", "suppose", "third_person"]
 
@@ -44,13 +49,33 @@ VARIANTS: dict[str, str] = {
 DEFAULT_PREFILL = "Answer:"
 
 
+class TaskDefaultPrefill(str):
+    """Marks an object-level prefill nobody chose, so the task's measured default replaces it.
+
+    :meth:`PromptSpec.object_prefill_for` swaps it for the prefill of the item's task family
+    (``innerprobe.tasks.registry.FAMILY_DEFAULTS``), e.g. none for story continuation. It is a
+    ``str`` holding the generic ``"Answer:"``, so code that reads ``spec.object_prefill``
+    without knowing the task keeps working as before; a plain ``"Answer:"`` given by the user
+    is *not* a marker and is used as given.
+    """
+
+    def __repr__(self) -> str:
+        return f"TaskDefaultPrefill({str(self)!r})"
+
+
+TASK_DEFAULT_PREFILL = TaskDefaultPrefill(DEFAULT_PREFILL)
+"""The default ``PromptSpec.object_prefill``: the task family's measured prefill."""
+
+
 @dataclass(frozen=True)
 class PromptSpec:
     """How prompts are worded and templated.
 
     Attributes:
         variant: hypothetical wording, one of :data:`VARIANTS`.
-        object_prefill: assistant text that starts the object-level answer (None: none).
+        object_prefill: assistant text that starts the object-level answer (None: none). The
+            default, :data:`TASK_DEFAULT_PREFILL`, means "the task's measured default"; read it
+            through :meth:`object_prefill_for`.
         hypothetical_prefill: assistant text that starts the self-prediction (None: none).
         system: system message content; ``""`` is the paper's empty system message, ``None``
             sends no system turn (the chat template may then insert its default one).
@@ -59,7 +84,7 @@ class PromptSpec:
     """
 
     variant: str = "previously"
-    object_prefill: str | None = DEFAULT_PREFILL
+    object_prefill: str | None = TASK_DEFAULT_PREFILL
     hypothetical_prefill: str | None = DEFAULT_PREFILL
     system: str | None = ""
     use_release_text: bool = True
@@ -72,8 +97,25 @@ class PromptSpec:
     def person(self) -> Literal["second", "third"]:
         return "third" if self.variant == "third_person" else "second"
 
-    def object_prefill_text(self) -> str:
-        return self.object_prefill or ""
+    @property
+    def uses_task_prefill(self) -> bool:
+        """Whether the object prefill is left to each task's default (nobody set one)."""
+        return isinstance(self.object_prefill, TaskDefaultPrefill)
+
+    def object_prefill_for(self, task: str | None = None) -> str | None:
+        """The object-level prefill for items of ``task``.
+
+        The prefill the user set, if any (``None`` or ``""``: no prefill); otherwise the measured
+        default of the task's family, or the generic ``"Answer:"`` when ``task`` is None or not
+        registered.
+        """
+        if self.uses_task_prefill:
+            return object_defaults(task).object_prefill
+        return self.object_prefill or None
+
+    def object_prefill_text(self, task: str | None = None) -> str:
+        """:meth:`object_prefill_for` as text (``""`` for none), to prepend to an answer."""
+        return self.object_prefill_for(task) or ""
 
     def hypothetical_prefill_text(self) -> str:
         return self.hypothetical_prefill or ""
@@ -83,7 +125,13 @@ class PromptSpec:
 
     def template_hash(self, prop: Property | None = None, task: str | None = None) -> str:
         """sha256 (16 hex) of everything that shapes the prompt text, for artifact manifests."""
-        payload = {"spec": self.to_dict(), "template": VARIANTS[self.variant]}
+        payload: dict[str, Any] = {"spec": self.to_dict(), "template": VARIANTS[self.variant]}
+        if task is not None and self.uses_task_prefill:
+            # Only where the task's default differs from the generic one, so hashes of specs
+            # that resolve to "Answer:" stay what they were before per-task defaults.
+            resolved = self.object_prefill_for(task)
+            if resolved != DEFAULT_PREFILL:
+                payload["object_prefill_for_task"] = resolved
         if prop is not None:
             payload["property"] = prop.name
             payload["question"] = prop.hypothetical_question(self.person, task=task)
@@ -155,9 +203,15 @@ def _build(
     return prompt, offsets
 
 
-def object_prompt(tokenizer: Any, question: str, spec: PromptSpec = PromptSpec()) -> Prompt:
-    """O(P): the object-level question as one user turn (+ optional prefill)."""
-    prompt, _ = _build(tokenizer, "object", question, spec.system, spec.object_prefill)
+def object_prompt(
+    tokenizer: Any, question: str, spec: PromptSpec = PromptSpec(), *, task: str | None = None
+) -> Prompt:
+    """O(P): the object-level question as one user turn (+ optional prefill).
+
+    The prefill is ``spec.object_prefill_for(task)``: the user's, else ``task``'s measured default
+    (the generic ``"Answer:"`` without a task).
+    """
+    prompt, _ = _build(tokenizer, "object", question, spec.system, spec.object_prefill_for(task))
     return prompt
 
 

@@ -46,6 +46,8 @@ __all__ = [
     "get_property",
     "list_properties",
     "is_compliant_object",
+    "object_noncompliance",
+    "NONCOMPLIANCE_REASONS",
     "extract_with_compliance",
 ]
 
@@ -462,39 +464,69 @@ _REFUSAL_SUBSTRINGS = (
 _CHOICE_LETTERS = "abcde"
 
 
-def _is_refusal(cleaned: str) -> bool:
-    """The paper's ``default`` check on a cleaned response.
+#: Why an object-level answer is dropped, in the order they are checked.
+#: ``empty``: nothing is left after cleaning (the model ended at once, or
+#: answered only punctuation such as "?" or "***"); ``refusal``: a refusal or
+#: junk answer ("no", "unknown", "sorry ..."); ``not_a_letter``: a choice task
+#: answered with something other than one option letter; ``no_value``: the
+#: answer is usable but the property has no value on it (the third word of a
+#: two-word answer). Telling ``empty`` apart matters: it usually means the
+#: prompt (for instance its assistant prefill) ended the turn, not that the
+#: model declined.
+NONCOMPLIANCE_REASONS: tuple[str, ...] = ("empty", "refusal", "not_a_letter", "no_value")
 
-    Rule: empty (this also covers "?", "***" and "*", which clean to nothing);
-    the *whole* response is a refusal/junk word such as "no", "unknown",
+
+def _is_refusal(cleaned: str) -> bool:
+    """The paper's ``default`` check on a *non-empty* cleaned response.
+
+    Rule: the *whole* response is a refusal/junk word such as "no", "unknown",
     "random", "next"; or a refusal marker ("sorry", "apolog...", "as an ai",
     "as a language model") appears anywhere. Whole-response matching is what the
-    paper does, so "no" is rejected but "norway chile peru" is not.
+    paper does, so "no" is rejected but "norway chile peru" is not. (The paper's
+    group also rejects the empty answer; here that is its own reason, see
+    :func:`object_noncompliance`.)
     """
-    if not cleaned:
-        return True
     if cleaned in _REFUSAL_RESPONSES:
         return True
     return any(marker in cleaned for marker in _REFUSAL_SUBSTRINGS)
 
 
-def is_compliant_object(response: str, kind: str, *, strict: bool = True) -> bool:
-    """Whether an object-level response is usable (non-compliant items are dropped).
+def object_noncompliance(response: str, kind: str, *, strict: bool = True) -> str | None:
+    """Why an object-level response is unusable, or ``None`` if it is usable.
 
-    Every kind applies the paper's ``default`` refusal/junk check (see
-    :func:`_is_refusal`). ``choice`` tasks also require a letter answer: with
-    ``strict=True`` (the paper) the cleaned response must be a single letter
-    ``a``-``e``; with ``strict=False`` it is enough that its *first word* is one
-    (``"B - Certainly"``), for models that repeat the option text.
+    The checks, in order (the first that fails is the reason, one of
+    :data:`NONCOMPLIANCE_REASONS`):
+
+    1. ``"empty"``: the cleaned response is empty ("", "?", "***", "Answer:");
+    2. ``"refusal"``: the paper's ``default`` refusal/junk check (:func:`_is_refusal`);
+    3. ``"not_a_letter"``: ``choice`` tasks only; with ``strict=True`` (the paper)
+       the cleaned response must be a single letter ``a``-``e``; with
+       ``strict=False`` it is enough that its *first word* is one
+       (``"B - Certainly"``), for models that repeat the option text.
+
+    >>> object_noncompliance("Answer:", "free"), object_noncompliance("Sorry, no.", "free")
+    ('empty', 'refusal')
     """
     _check_kind(kind)
     cleaned = clean_response(response)
+    if not cleaned:
+        return "empty"
     if _is_refusal(cleaned):
-        return False
+        return "refusal"
     if kind != "choice":
-        return True
+        return None
     answer = cleaned if strict else cleaned.split()[0]
-    return len(answer) == 1 and answer in _CHOICE_LETTERS
+    return None if len(answer) == 1 and answer in _CHOICE_LETTERS else "not_a_letter"
+
+
+def is_compliant_object(response: str, kind: str, *, strict: bool = True) -> bool:
+    """Whether an object-level response is usable (non-compliant items are dropped).
+
+    True exactly when :func:`object_noncompliance` finds no reason: the response
+    is not empty, not a refusal or junk answer, and for ``choice`` tasks a
+    letter answer.
+    """
+    return object_noncompliance(response, kind, strict=strict) is None
 
 
 @dataclass(frozen=True)
@@ -502,12 +534,15 @@ class Extraction:
     """Property value of one object-level response, with its compliance verdict.
 
     ``cleaned`` is the text the rule saw: the cleaned response, or only its first
-    word for lenient (``strict=False``) ``choice`` responses.
+    word for lenient (``strict=False``) ``choice`` responses. ``reason`` says why
+    a non-compliant response is dropped (one of :data:`NONCOMPLIANCE_REASONS`);
+    it is ``None`` exactly when ``compliant`` is true.
     """
 
     value: str | None
     compliant: bool
     cleaned: str
+    reason: str | None = None
 
 
 def extract_with_compliance(
@@ -523,14 +558,17 @@ def extract_with_compliance(
 
     ``compliant`` is true only if the response passes :func:`is_compliant_object`
     *and* the property has a value (out-of-range indices make an item
-    non-compliant, as in the paper). Raises :class:`NotApplicableError` if the
+    non-compliant, as in the paper); ``reason`` says which check failed
+    (``"no_value"`` for the second). Raises :class:`NotApplicableError` if the
     property does not apply to ``kind`` (``task`` only improves the message).
     """
     prop = get_property(prop) if isinstance(prop, str) else prop
     prop.check_applies(task, kind)
     cleaned = clean_response(response)
-    ok = is_compliant_object(response, kind, strict=strict)
-    if ok and kind == "choice" and not strict:
+    reason = object_noncompliance(response, kind, strict=strict)
+    if reason is None and kind == "choice" and not strict:
         cleaned = cleaned.split()[0]
     value = prop.extract(cleaned, target=target, clean=False)
-    return Extraction(value=value, compliant=ok and value is not None, cleaned=cleaned)
+    if reason is None and value is None:
+        reason = "no_value"
+    return Extraction(value=value, compliant=reason is None, cleaned=cleaned, reason=reason)

@@ -1,12 +1,24 @@
 """Statistics that every reported effect carries: estimates with intervals.
 
-Everything is resampled over *items* (prompts), the unit the paper reports
-over, with a seeded :class:`numpy.random.Generator`: the same seed gives the
-same numbers. Bootstrap intervals are percentile intervals: resample the items
-with replacement ``n_boot`` times, compute the statistic on each resample and
-take the ``alpha/2`` and ``1 - alpha/2`` quantiles.
+Which interval for which number:
 
-Also here: the paper's mode baseline, paired self-vs-cross comparisons, the
+* **Proportions** (accuracy, compliance, the mode baseline: ``k`` hits out of ``n`` items) get
+  the **Wilson score interval** (scipy's ``binomtest(k, n).proportion_ci(method="wilson")``).
+  A percentile bootstrap of a proportion collapses at the edges: ``0/55`` resamples to 0 every
+  time and "shows" ``[0.000, 0.000]``, while Wilson gives ``[0.000, 0.065]``. Wilson (not
+  Jeffreys) because it has a closed form and its coverage stays near nominal for small ``n``.
+* **Other means** (recoveries, logit differences) get a percentile bootstrap over *items*
+  (prompts), the unit the paper reports over, with a seeded :class:`numpy.random.Generator`:
+  resample the items with replacement ``n_boot`` times, compute the statistic on each resample
+  and take the ``alpha/2`` and ``1 - alpha/2`` quantiles. The same seed gives the same numbers.
+* **Paired differences** (self vs cross on the same items) get a paired bootstrap CI; when both
+  sides are binary (correct / incorrect) an exact **McNemar** p-value (a two-sided binomial test
+  on the discordant pairs) is reported beside it.
+* **A "best" layer or cell** picked as the maximum of many noisy estimates is biased upwards
+  (the winner's curse). :func:`select_and_estimate` selects on one half of the items and
+  estimates on the other, disjoint half, and says so in its ``selection`` text.
+
+Every :class:`Estimate` records its ``method``. Also here: the paper's mode baseline, the
 calibration MAD of section 3.3, and normalised recovery for activation patching.
 """
 
@@ -15,11 +27,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from statistics import NormalDist
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from jaxtyping import Bool, Float
+from scipy.stats import binomtest
 
 from innerprobe.errors import DataError
 
@@ -28,8 +41,13 @@ __all__ = [
     "ModeBaseline",
     "PairedDiff",
     "Recovery",
+    "Selected",
     "bootstrap_ci",
     "accuracy",
+    "proportion",
+    "mcnemar_exact",
+    "split_halves",
+    "select_and_estimate",
     "mode_baseline",
     "paired_bootstrap_diff",
     "calibration_curve",
@@ -126,12 +144,25 @@ def bootstrap_ci(
     return Estimate(value, float(low), float(high), int(x.size), method)
 
 
+def proportion(k: int, n: int, *, alpha: float = 0.05) -> Estimate:
+    """``k`` successes out of ``n`` items as an :class:`Estimate` with a Wilson interval."""
+    low, high = proportion_ci_wilson(k, n, alpha)
+    return Estimate(k / n, low, high, int(n), "Wilson score interval")
+
+
 def accuracy(
     correct: Sequence[bool] | np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> Estimate:
-    """Fraction correct, with a bootstrap interval over items."""
-    hits = np.asarray(correct, dtype=bool).astype(float)
-    return bootstrap_ci(hits, n_boot=n_boot, alpha=alpha, seed=seed)
+    """Fraction correct, with a Wilson score interval over items.
+
+    ``n_boot`` and ``seed`` are accepted for call-compatibility and unused: the interval of a
+    proportion is computed, not resampled (see the module docstring for why).
+    """
+    hits = np.asarray(correct)
+    if hits.ndim != 1 or hits.size == 0:
+        raise DataError(f"accuracy: expected a non-empty 1-D sequence of booleans, got shape {hits.shape}")
+    hits = hits.astype(bool)
+    return proportion(int(hits.sum()), int(hits.size), alpha=alpha)
 
 
 @dataclass(frozen=True)
@@ -155,7 +186,7 @@ def mode_baseline(
 
     ``None`` values (non-compliant or out-of-range items) are left out, as the
     paper drops them before scoring. ``counts`` is ordered from most to least
-    common.
+    common. The interval is Wilson's (``n_boot`` and ``seed`` are unused).
     """
     kept = [v for v in values if v is not None]
     if not kept:
@@ -163,18 +194,51 @@ def mode_baseline(
     counter = Counter(kept)
     counts = dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
     mode = next(iter(counts))
-    hits = np.array([v == mode for v in kept], dtype=float)
-    return ModeBaseline(mode, bootstrap_ci(hits, n_boot=n_boot, alpha=alpha, seed=seed), counts)
+    return ModeBaseline(mode, proportion(counts[mode], len(kept), alpha=alpha), counts)
 
 
 @dataclass(frozen=True)
 class PairedDiff:
-    """Mean of ``a``, mean of ``b``, their difference ``a - b``, and a bootstrap p-value."""
+    """Mean of ``a``, mean of ``b``, their difference ``a - b``, and p-values.
+
+    ``p_value`` is the paired-bootstrap p-value. For binary scores (correct / incorrect) also
+    ``mcnemar_p``, the exact McNemar p-value, and the discordant counts it is computed from:
+    ``n_a_only`` items where only ``a`` is 1, ``n_b_only`` where only ``b`` is. For binary scores
+    ``a`` and ``b`` carry Wilson intervals; the difference keeps its paired-bootstrap interval.
+    """
 
     a: Estimate
     b: Estimate
     diff: Estimate
     p_value: float
+    mcnemar_p: float | None = None
+    n_a_only: int | None = None
+    n_b_only: int | None = None
+
+    @property
+    def n(self) -> int:
+        return self.diff.n
+
+
+def mcnemar_exact(a: Sequence[bool] | np.ndarray, b: Sequence[bool] | np.ndarray) -> tuple[float, int, int]:
+    """Exact McNemar test of paired binary outcomes: ``(p_value, n_a_only, n_b_only)``.
+
+    Only discordant items carry information about ``P(a) - P(b)``: under the null each of the
+    ``n_a_only + n_b_only`` discordant items is equally likely to favour either side, so
+    ``n_a_only ~ Binomial(n_a_only + n_b_only, 1/2)``; the p-value is the two-sided binomial
+    test of that (``scipy.stats.binomtest``). No discordant item gives p = 1.
+    """
+    x, y = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    if x.shape != y.shape:
+        raise DataError(f"mcnemar_exact: a has shape {x.shape}, b has {y.shape}; pairs must align")
+    a_only, b_only = int(np.count_nonzero(x & ~y)), int(np.count_nonzero(~x & y))
+    if a_only + b_only == 0:
+        return 1.0, 0, 0
+    return float(binomtest(a_only, a_only + b_only, 0.5).pvalue), a_only, b_only
+
+
+def _is_binary(x: np.ndarray) -> bool:
+    return bool(np.isin(x, (0.0, 1.0)).all())
 
 
 def paired_bootstrap_diff(
@@ -192,7 +256,9 @@ def paired_bootstrap_diff(
     p-value is twice the share of resampled differences on the far side of 0
     (``<= 0`` when the observed difference is positive, ``>= 0`` otherwise),
     clipped to 1. Counts get the usual +1 correction, ``(k + 1) / (n_boot + 1)``,
-    so p is never exactly 0: its floor is about ``2 / n_boot``.
+    so p is never exactly 0: its floor is about ``2 / n_boot``. When both inputs
+    are 0/1 the exact McNemar p-value (:func:`mcnemar_exact`) is added and the
+    two marginal accuracies get Wilson intervals.
     """
     _check_alpha(alpha)
     x = _as_finite_1d(a, "paired_bootstrap_diff a")
@@ -217,12 +283,113 @@ def paired_bootstrap_diff(
     below = (np.count_nonzero(boot_d <= 0) + 1) / (n_boot + 1)
     above = (np.count_nonzero(boot_d >= 0) + 1) / (n_boot + 1)
     p_value = min(1.0, 2 * min(below, above))
+    diff = estimate(x.mean() - y.mean(), boot_d)
+    if not (_is_binary(x) and _is_binary(y)):
+        return PairedDiff(estimate(x.mean(), boot_a), estimate(y.mean(), boot_b), diff, float(p_value))
+    p_mc, a_only, b_only = mcnemar_exact(x == 1, y == 1)
     return PairedDiff(
-        a=estimate(x.mean(), boot_a),
-        b=estimate(y.mean(), boot_b),
-        diff=estimate(x.mean() - y.mean(), boot_d),
+        a=proportion(int(x.sum()), x.size, alpha=alpha),
+        b=proportion(int(y.sum()), y.size, alpha=alpha),
+        diff=diff,
         p_value=float(p_value),
+        mcnemar_p=p_mc,
+        n_a_only=a_only,
+        n_b_only=b_only,
     )
+
+
+# ------------------------------------------------------------------ best of many (selection)
+
+
+@dataclass(frozen=True)
+class Selected:
+    """The best of ``k`` candidates (layers, cells), chosen and estimated honestly.
+
+    ``index``: the chosen candidate (argmax on the selection half). ``estimate``: its score on
+    the disjoint estimation half, with an interval not inflated by the choice. ``naive``: the
+    usual max over all items at the naively chosen candidate, kept for comparison (biased up).
+    ``selection`` says in words what was done, with both halves' sizes.
+    """
+
+    index: int
+    estimate: Estimate
+    naive_index: int
+    naive: Estimate
+    selection: str
+    n_select: int
+    n_estimate: int
+
+
+def split_halves(n: int, *, seed: int = 0, groups: Sequence[object] | None = None) -> Bool[np.ndarray, " n"]:
+    """A seeded random half of ``n`` items (True = selection half, False = estimation half).
+
+    With ``groups``, whole groups go to one half, so duplicates of an item never sit on both
+    sides. Needs at least two items (two groups).
+    """
+    keys = np.arange(n) if groups is None else np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)[1]
+    if len(keys) != n:
+        raise DataError(f"split_halves: {len(keys)} groups for {n} items")
+    n_groups = int(keys.max()) + 1 if n else 0
+    if n_groups < 2:
+        raise DataError(f"split_halves: need >= 2 items (groups) to split, got {n_groups}")
+    rng = np.random.default_rng([seed, 7])
+    chosen = rng.permutation(n_groups)[: n_groups // 2]
+    return np.isin(keys, chosen)
+
+
+def _column_estimate(col: np.ndarray, binary: bool, n_boot: int, alpha: float, seed: int) -> Estimate:
+    col = col[np.isfinite(col)]
+    if col.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0, "no finite values")
+    if binary:
+        return proportion(int(col.sum()), col.size, alpha=alpha)
+    return bootstrap_ci(col, n_boot=n_boot, alpha=alpha, seed=seed)
+
+
+def _nanargmax(means: np.ndarray) -> int:
+    if not np.isfinite(means).any():
+        raise DataError("select_and_estimate: no candidate has a finite score")
+    return int(np.argmax(np.where(np.isfinite(means), means, -np.inf)))
+
+
+def select_and_estimate(
+    scores: Float[np.ndarray, "n k"],
+    *,
+    seed: int = 0,
+    groups: Sequence[object] | None = None,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    what: str = "candidate",
+) -> Selected:
+    """Pick the best of ``k`` candidates on one half of the items, estimate it on the other.
+
+    ``scores[i, j]`` is item ``i``'s score under candidate ``j`` (1/0 correctness per layer, a
+    recovery per cell; NaN = missing). The naive report, "the max over ``k`` of the item means,
+    with that candidate's CI", is biased upwards: with 30 pure-noise layers the max sits about
+    two standard errors above chance, and its CI excludes chance. Here the argmax of the
+    item means is taken on a seeded random half (:func:`split_halves`), and the chosen
+    candidate's score is estimated on the other half only, where the choice did not look;
+    its interval (Wilson for 0/1 scores, percentile bootstrap otherwise) therefore covers the
+    chosen candidate's true score at the nominal rate. The price: half the items per step.
+    """
+    x = np.asarray(scores, dtype=float)
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise DataError(f"select_and_estimate: expected scores [items, {what}s], got shape {x.shape}")
+    n, k = x.shape
+    binary = _is_binary(x[np.isfinite(x)])
+    with np.errstate(all="ignore"):
+        naive_j = _nanargmax(np.nanmean(x, axis=0)) if n else 0
+    naive = _column_estimate(x[:, naive_j], binary, n_boot, alpha, seed)
+    sel = split_halves(n, seed=seed, groups=groups)
+    with np.errstate(all="ignore"):
+        j = _nanargmax(np.nanmean(x[sel], axis=0))
+    est = _column_estimate(x[~sel, j], binary, n_boot, alpha, seed)
+    n_a, n_b = int(sel.sum()), int((~sel).sum())
+    text = (
+        f"best of {k} {what}s selected on split A (n={n_a}), estimated on the disjoint split B "
+        f"(n={n_b}; {est.method}); seed {seed}"
+    )
+    return Selected(j, est, naive_j, naive, text, n_a, n_b)
 
 
 # ------------------------------------------------------------------------ calibration
@@ -357,21 +524,20 @@ def normalised_recovery(
 
 
 def proportion_ci_wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
-    """Wilson score interval for ``k`` successes in ``n`` trials (closed form).
+    """Wilson score interval for ``k`` successes in ``n`` trials.
 
-    Better than the normal approximation near 0 and 1 and for small ``n``:
-    ``(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)``.
+    It inverts the score test: the interval holds every ``p`` for which ``|k/n - p|`` is within
+    ``z·sqrt(p(1-p)/n)``, which solves to
+    ``(p̂ + z²/2n ± z·sqrt(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n)``. Unlike the normal
+    approximation (or a percentile bootstrap) it does not collapse at ``k = 0`` or ``k = n``:
+    ``0/10`` gives ``[0, 0.278]``. Computed by ``scipy.stats.binomtest(...).proportion_ci``.
     """
     _check_alpha(alpha)
     if n <= 0:
         raise DataError(f"proportion_ci_wilson: n must be positive, got {n}")
     if not 0 <= k <= n:
         raise DataError(f"proportion_ci_wilson: k={k} is outside [0, n={n}]")
-    z = NormalDist().inv_cdf(1 - alpha / 2)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    low = 0.0 if k == 0 else max(0.0, centre - half)  # exact ends, free of round-off
-    high = 1.0 if k == n else min(1.0, centre + half)
-    return float(low), float(high)
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=1 - alpha, method="wilson")
+    low = 0.0 if k == 0 else max(0.0, float(ci.low))  # exact ends, free of round-off
+    high = 1.0 if k == n else min(1.0, float(ci.high))
+    return low, high

@@ -13,6 +13,12 @@ Items are split into consecutive shards of ``shard_size`` rows. Each shard is wr
 temporary file and renamed into place, and the manifest (rewritten the same way) lists a shard
 only once its file is complete, so a crash leaves a store that resumes from the last listed shard.
 
+Integrity: the manifest lists each shard's sha256 and the row table's, and carries
+``manifest_sha256`` over its own content. Readers check each shard (once per store object) and
+the row table before use, and the manifest digest on open, so a truncated, replaced or garbage
+file, or a hand-edited manifest (false provenance), raises ``DataError`` /
+``StoreMismatchError`` naming the file instead of running.
+
 Readers never load more than one tensor of one shard at a time: :meth:`ActivationStore.read`
 concatenates the shards of one ``(run, site, position)``; :meth:`ActivationStore.iter_shards`
 streams them, so peak memory is one shard whatever ``n_items``.
@@ -20,6 +26,8 @@ streams them, so peak memory is one shard whatever ``n_items``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +39,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from innerprobe.artifacts import atomic_path, read_json, write_json
+from innerprobe.artifacts import _jsonable, atomic_path, write_json
 from innerprobe.errors import DataError, StoreMismatchError, UnknownNameError
 
 FORMAT_VERSION = 1
@@ -72,6 +80,41 @@ def fingerprint_dict(fingerprint: Any) -> dict[str, Any]:
     return fingerprint.to_dict() if hasattr(fingerprint, "to_dict") else dict(fingerprint)
 
 
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON, without its own ``manifest_sha256`` field."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the store at ``path``, its JSON and digest checked."""
+    file = path / MANIFEST
+    if not file.exists():
+        raise DataError(f"{path} is not an activation store (no {MANIFEST})")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{file}: invalid manifest JSON ({e}); the store is damaged: capture it again") from e
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
+        raise DataError(f"{file}: not an activation-store manifest (no shard list); capture it again")
+    recorded = manifest.get("manifest_sha256")
+    if recorded is not None and recorded != manifest_digest(manifest):
+        raise StoreMismatchError(
+            f"{file} was edited after the capture (manifest_sha256 does not match its content), so its "
+            "provenance cannot be trusted; restore it or capture again"
+        )
+    return manifest
+
+
 def manifest_differences(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
     """Human-readable ``field: store has X, request has Y`` lines (empty when compatible).
 
@@ -100,6 +143,7 @@ class ActivationStore:
         self.path = Path(path)
         self.manifest = manifest
         self._rows: pd.DataFrame | None = None
+        self._verified: set[tuple[str, int, int]] = set()
 
     # ------------------------------------------------------------------ opening
 
@@ -107,12 +151,16 @@ class ActivationStore:
     def open(cls, path: str | Path) -> ActivationStore:
         """Open a store directory; ``DataError`` if it has no manifest."""
         path = Path(path)
-        if not (path / MANIFEST).exists():
-            raise DataError(f"{path} is not an activation store (no {MANIFEST})")
-        manifest = read_json(path / MANIFEST)
+        manifest = _read_manifest(path)
         if manifest.get("format_version") != FORMAT_VERSION:
             raise StoreMismatchError(
                 f"{path}: store format {manifest.get('format_version')!r}, this innerprobe reads {FORMAT_VERSION}"
+            )
+        missing = [n for n in (ROWS, *(sh["file"] for sh in manifest["shards"])) if not (path / n).is_file()]
+        if missing:
+            raise DataError(
+                f"activation store {path} is damaged: {', '.join(missing)} listed in {MANIFEST} but missing; "
+                "capture it again"
             )
         return cls(path, manifest)
 
@@ -122,7 +170,11 @@ class ActivationStore:
     def rows(self) -> pd.DataFrame:
         """One row per item: index, id, task, group and the label columns."""
         if self._rows is None:
-            self._rows = pd.read_parquet(self.path / ROWS)
+            file = self._verify(ROWS, self.manifest.get("rows_sha256"))
+            try:
+                self._rows = pd.read_parquet(file)
+            except Exception as e:  # pyarrow raises several types for a damaged file
+                raise DataError(f"{file}: unreadable row table ({e}); capture the store again") from e
         return self._rows
 
     @property
@@ -216,6 +268,33 @@ class ActivationStore:
             out.append(where[int(layer)])
         return out
 
+    # ------------------------------------------------------------------ integrity
+
+    def _verify(self, name: str, sha256: str | None) -> Path:
+        """``path / name`` after checking it exists and matches ``sha256`` (once per file state)."""
+        file = self.path / name
+        if not file.is_file():
+            raise DataError(f"{file} is missing from activation store {self.path}; capture it again")
+        stat = file.stat()
+        state = (name, stat.st_size, stat.st_mtime_ns)
+        if sha256 is not None and state not in self._verified:
+            got = file_sha256(file)
+            if got != sha256:
+                raise StoreMismatchError(
+                    f"{file} does not match the manifest (sha256 {got[:12]}…, manifest {sha256[:12]}…): "
+                    "the file is truncated, damaged or from another capture; capture the store again"
+                )
+        self._verified.add(state)
+        return file
+
+    def _shard_tensor(self, shard: dict[str, Any], key: str) -> Tensor:
+        file = self._verify(shard["file"], shard.get("sha256"))
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                return f.get_tensor(key)
+        except Exception as e:  # safetensors raises SafetensorError / OSError on a damaged file
+            raise DataError(f"{file}: unreadable shard ({e}); capture the store again") from e
+
     # ------------------------------------------------------------------ reading
 
     def iter_shards(
@@ -226,8 +305,7 @@ class ActivationStore:
         sel = self._layer_index(layers)
         for shard in self.manifest["shards"]:
             start, stop = shard["rows"]
-            with safe_open(str(self.path / shard["file"]), framework="pt") as f:
-                t = f.get_tensor(key)
+            t = self._shard_tensor(shard, key)
             if sel is not None:
                 t = t[:, sel]
             yield slice(start, stop), t.float()
@@ -261,6 +339,7 @@ class StoreWriter:
         path.mkdir(parents=True, exist_ok=True)
         manifest = {**manifest, "format_version": FORMAT_VERSION, "complete": False, "shards": []}
         write_parquet(path / ROWS, rows)
+        manifest["rows_sha256"] = file_sha256(path / ROWS)
         writer = cls(path, manifest)
         writer._write_manifest()
         return writer
@@ -284,6 +363,7 @@ class StoreWriter:
         return len(self.manifest["shards"])
 
     def _write_manifest(self) -> None:
+        self.manifest["manifest_sha256"] = manifest_digest(self.manifest)
         write_json(self.path / MANIFEST, self.manifest)
 
     def write_shard(self, k: int, rows: slice, tensors: dict[str, Tensor]) -> None:
@@ -296,7 +376,8 @@ class StoreWriter:
                 raise DataError(f"tensor {name} has {t.shape[0]} rows, shard {k} has {n}")
         with atomic_path(self.path / shard_name(k)) as tmp:
             save_file({name: t.contiguous() for name, t in sorted(tensors.items())}, str(tmp))
-        self.manifest["shards"].append({"file": shard_name(k), "rows": [rows.start, rows.stop]})
+            digest = file_sha256(tmp)
+        self.manifest["shards"].append({"file": shard_name(k), "rows": [rows.start, rows.stop], "sha256": digest})
         self._write_manifest()
 
     def finish(self) -> ActivationStore:

@@ -72,7 +72,8 @@ def property_values(
     out: list[str | None] = []
     for r, row, skip in zip(responses, items, skipped):
         meta = item_meta(row)
-        ext = extract_with_compliance(prop, spec.object_prefill_text() + r, meta["kind"], meta.get("target"))
+        prefill = spec.object_prefill_text(row.get("task"))
+        ext = extract_with_compliance(prop, prefill + r, meta["kind"], meta.get("target"))
         out.append(ext.value if ext.compliant and not skip else None)
     return out
 

@@ -4,10 +4,30 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+
+from innerprobe.cache import model_cache_root
+
+
+def _session_cache() -> Path:
+    """Point the cache at a temporary directory for this session (merged adapters: ~500 MB
+    each), keeping the user's embedded-model cache (dequantised SmolLM2) in place, copy-free."""
+    os.environ.setdefault("INNERPROBE_MODEL_CACHE", str(model_cache_root()))
+    tmp = Path(tempfile.mkdtemp(prefix="innerprobe-test-cache-"))
+    os.environ["INNERPROBE_CACHE"] = str(tmp)
+    return tmp
+
+
+SESSION_CACHE = _session_cache()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 # On an oversubscribed machine OpenMP threads spin-wait on each other and torch gets ~20x
 # slower (measured: 105 s vs 5.5 s for one generate call); run single-threaded then.

@@ -109,3 +109,45 @@ def test_generated_hypothetical_equals_release_text(shared_data):
             prop = get_property(meta["property"])
             ours = hypothetical_text(row["question"], prop, PromptSpec(), task=meta.get("original_dataset"))
             assert ours.strip() == meta["hypothetical"].strip()
+
+
+STORY = (
+    "Please continue the story for two sentences:\nOnce upon a time, a boy named Max planted a tiny "
+    "seed.\nRespond only with the story and nothing else. Please complete the story immediately, "
+    "without repeating what is already written.\n"
+)
+
+
+def test_object_prefill_defaults_to_the_tasks_measured_one(tiny):
+    """No prefill chosen: each task family's default; without a task, the generic ``Answer:``."""
+    spec = PromptSpec()
+    assert spec.uses_task_prefill
+    assert spec.object_prefill_for("stories_sentences") is None
+    assert spec.object_prefill_for("animals") == "Answer:"
+    assert spec.object_prefill_for("a_users_own_file") == "Answer:"
+    assert spec.object_prefill_for(None) == "Answer:"
+    story = object_prompt(tiny.tokenizer, STORY, spec, task="stories_sentences")
+    assert story.text.endswith("<|im_start|>assistant\n")
+    assert story.positions["prefill_start"] == len(story)
+    assert object_prompt(tiny.tokenizer, Q, spec, task="animals").text.endswith("assistant\nAnswer:")
+
+
+@pytest.mark.parametrize("explicit", ["Answer:", "Response:", None, ""])
+def test_an_explicit_object_prefill_wins_over_the_task_default(tiny, explicit):
+    spec = PromptSpec(object_prefill=explicit)
+    assert not spec.uses_task_prefill
+    assert spec.object_prefill_for("stories_sentences") == (explicit or None)
+    story = object_prompt(tiny.tokenizer, STORY, spec, task="stories_sentences")
+    assert story.text.endswith("assistant\n" + (explicit or ""))
+
+
+def test_task_default_survives_a_spec_round_trip_and_shapes_the_hash():
+    spec = PromptSpec()
+    again = PromptSpec(**spec.to_dict())
+    assert again.uses_task_prefill
+    # same text as an explicit "Answer:" where the task's default is "Answer:" ...
+    assert spec.template_hash(task="animals") == PromptSpec(object_prefill="Answer:").template_hash(task="animals")
+    # ... a different prompt (so a different hash) where the task's default is no prefill
+    assert spec.template_hash(task="stories_sentences") != PromptSpec(
+        object_prefill="Answer:"
+    ).template_hash(task="stories_sentences")

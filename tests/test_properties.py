@@ -15,8 +15,10 @@ from innerprobe.properties import (
     clean_response,
     extract_with_compliance,
     get_property,
+    NONCOMPLIANCE_REASONS,
     is_compliant_object,
     list_properties,
+    object_noncompliance,
     third_person,
 )
 
@@ -234,6 +236,36 @@ def test_hypothetical_compliance(name: str, answer: str, ok: bool) -> None:
 )
 def test_object_compliance(response: str, kind: str, ok: bool) -> None:
     assert is_compliant_object(response, kind) is ok
+
+
+@pytest.mark.parametrize(
+    ("response", "kind", "reason"),
+    [
+        ("", "free", "empty"),
+        ("Answer:", "free", "empty"),  # the prefill alone: the model ended the turn at once
+        ("  ?\n", "sequence", "empty"),
+        ("***", "numbers", "empty"),
+        ("Sorry, I can't continue", "free", "refusal"),
+        ("unknown", "sequence", "refusal"),
+        ("B - Certainly", "choice", "not_a_letter"),
+        ("Answer: (c)", "choice", None),
+        ("Once upon a time", "free", None),
+    ],
+)
+def test_noncompliance_reason_tells_empty_from_refusal(response: str, kind: str, reason) -> None:
+    assert object_noncompliance(response, kind) == reason
+    assert is_compliant_object(response, kind) is (reason is None)
+
+
+def test_extraction_records_why_it_was_dropped() -> None:
+    reasons = {
+        response: extract_with_compliance("third_word", response, "sequence").reason
+        for response in ("Answer:", "no", "tiger lion", "tiger lion cat")
+    }
+    assert reasons == {"Answer:": "empty", "no": "refusal", "tiger lion": "no_value", "tiger lion cat": None}
+    assert set(reasons.values()) - {None} <= set(NONCOMPLIANCE_REASONS)
+    unknown = extract_with_compliance("ethical_stance", "A", "choice", target=None)
+    assert (unknown.compliant, unknown.reason) == (False, "no_value")
 
 
 def test_object_compliance_lenient_choice() -> None:

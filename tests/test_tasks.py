@@ -30,7 +30,8 @@ RELEASE_FILES = sorted(RELEASE_DIR.glob("*/*.jsonl"))
 needs_release = pytest.mark.skipif(
     not RELEASE_FILES, reason=f"sample release files not found under {RELEASE_DIR}"
 )
-GENERATED = ["animals", "colors", "countries", "english_words", "numbers"]
+SEQUENCES = ["animals", "colors", "countries", "english_words", "numbers"]
+GENERATED = [*SEQUENCES, "daily_dialog", "stories_sentences"]
 
 
 def release_rows(path: Path) -> list[dict]:
@@ -56,7 +57,7 @@ def test_list_tasks_separates_generated_tasks():
     assert {"wealth_seeking", "arc_challenge_non_cot", "wikipedia_long"} <= set(list_tasks())
 
 
-@pytest.mark.parametrize("name", GENERATED)
+@pytest.mark.parametrize("name", SEQUENCES)
 def test_generation_is_deterministic_and_seed_dependent(name):
     task = get_task(name)
     first = task.generate(40, split="test", seed=1).to_list()
@@ -66,7 +67,7 @@ def test_generation_is_deterministic_and_seed_dependent(name):
     assert task.generate(60, split="test", seed=1).to_list()[:40] == first
 
 
-@pytest.mark.parametrize("name", GENERATED)
+@pytest.mark.parametrize("name", SEQUENCES)
 def test_train_and_test_are_disjoint_and_unique(name):
     task = get_task(name)
     train = [item_meta(row) for row in task.generate(300, split="train")]
@@ -77,6 +78,30 @@ def test_train_and_test_are_disjoint_and_unique(name):
     assert not train_groups & test_groups
     assert all(split_of(meta["string"]) == meta["split"] for meta in train + test)
     assert {meta["split"] for meta in test} == {"test"}
+
+
+@pytest.mark.parametrize(("name", "n"), [("stories_sentences", 150), ("daily_dialog", 60)])
+def test_open_ended_generators_are_seeded_and_split(name, n):
+    """Our story and dialogue items: deterministic, unique, disjoint splits, the task's template."""
+    task = get_task(name)
+    test = task.generate(n, split="test")
+    train = task.generate(n, split="train")
+    assert test.to_list() == task.generate(n, split="test").to_list()
+    groups = {split: {item_meta(row)["group"] for row in rows} for split, rows in (("test", test), ("train", train))}
+    assert len(groups["test"]) == n and len(groups["train"]) == n
+    assert not groups["test"] & groups["train"]
+    assert all(row["question"] == task.render(item_meta(row)["string"]) for row in test)
+    assert {item_meta(row)["kind"] for row in test} == {"free"}
+
+
+def test_dialogue_items_alternate_two_speakers():
+    for row in get_task("daily_dialog").generate(30, split="test"):
+        lines = item_meta(row)["string"].split("\n")
+        speakers = [line.split(":", 1)[0] for line in lines]
+        assert 1 <= len(lines) <= 3
+        assert len(set(speakers[::2])) == 1 and len(set(speakers)) == min(2, len(lines))
+    with pytest.raises(DataError, match="only"):
+        get_task("daily_dialog").generate(200, split="test")
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,7 @@ def capture_cmd(
     model: str = typer.Option("smollm2-135m-instruct", help="Model: embedded name, HF dir or adapter dir."),
     task: str = typer.Option("animals", help="Task name (see `innerprobe tasks`) or a questions file."),
     property: str = typer.Option("second_character", "--property", help="Property (see `innerprobe properties`)."),
-    n: int = typer.Option(100, help="Number of items."),
+    n: int = typer.Option(100, min=1, help="Number of items."),
     split: str = typer.Option("train", help="Split of generated tasks."),
     sites: str = typer.Option("resid_post", help="Comma-separated: resid_pre,resid_mid,resid_post,attn_out,mlp_out."),
     layers: str = typer.Option("all", help="'all' or comma-separated layer indices."),
@@ -90,17 +90,18 @@ def capture_cmd(
     ),
     variant: str = typer.Option("previously", help="Hypothetical wording: previously | suppose | third_person."),
     out: Path = typer.Option(Path("runs/capture"), help="Store directory (resumed when it holds the same capture)."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Rows per forward."),
-    shard_size: int = typer.Option(256, "--shard-size", help="Items per shard file."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Rows per forward."),
+    shard_size: int = typer.Option(256, "--shard-size", min=1, help="Items per shard file."),
     dtype: str = typer.Option("float32", help="Stored dtype: float32 | float16."),
     seed: int = typer.Option(0, help="Seed for items."),
-    device: str | None = typer.Option(None, help="cpu | cuda (default: cuda if available)."),
+    device: str | None = typer.Option(None, help="cpu | cuda | cuda:N | mps (default: cuda if available)."),
 ) -> None:
     """Capture activations of object and hypothetical prompts into an on-disk store."""
     from innerprobe.behavior import BehaviorConfig, elicit_object
-    from innerprobe.capture import capture
-    from innerprobe.cli import Bars, _fail, console
-    from innerprobe.errors import InnerprobeError
+    from innerprobe.capture import capture, resolve_position_names, resolve_sites
+    from innerprobe.cli import Bars, _fail, console, preflight
+    from innerprobe.errors import InnerprobeError, check_choice
+    from innerprobe.store import STORE_DTYPES
     from innerprobe.models import load_model
     from innerprobe.prompts import PromptSpec
     from innerprobe.properties import get_property
@@ -109,7 +110,13 @@ def capture_cmd(
     try:
         prop = get_property(property)
         items = load_items(task, n=n, split=split, seed=seed)
-        spec = PromptSpec(variant=variant, object_prefill="Answer:")
+        spec = PromptSpec(variant=variant)
+        resolve_sites(_csv(sites))
+        resolve_position_names("object", _positions(object_positions))
+        resolve_position_names("hypothetical", _positions(hypothetical_positions))
+        _layers(layers)
+        check_choice("store dtype", dtype, STORE_DTYPES)
+        preflight(out, "capture", device, models=(model,))
         with console.status(f"loading {model}"):
             m = load_model(model, device=device)
         with Bars() as bars:

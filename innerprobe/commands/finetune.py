@@ -29,23 +29,25 @@ def finetune_cmd(
     properties: str = typer.Option(
         "first_character,second_character,third_character", help="Properties, comma-separated."
     ),
-    n_per_combo: int = typer.Option(100, help="Items per (task, property)."),
+    n_per_combo: int = typer.Option(100, min=1, help="Items per (task, property)."),
     balance: bool = typer.Option(False, help="Downsample each combination to its rarest label."),
-    epochs: int = typer.Option(2, help="Passes over the data."),
-    rank: int = typer.Option(16, help="LoRA rank."),
+    epochs: int = typer.Option(2, min=1, help="Passes over the data."),
+    rank: int = typer.Option(16, min=1, help="LoRA rank."),
     alpha: int = typer.Option(32, help="LoRA alpha."),
     lr: float = typer.Option(5e-4, help="AdamW learning rate."),
-    batch_size: int = typer.Option(8, help="Rows per optimiser step."),
-    max_steps: int | None = typer.Option(None, help="Cap on optimiser steps."),
-    save_every: int = typer.Option(50, help="Checkpoint every N steps (0: end only)."),
+    batch_size: int = typer.Option(8, min=1, help="Rows per optimiser step."),
+    max_steps: int | None = typer.Option(None, min=1, help="Cap on optimiser steps."),
+    save_every: int = typer.Option(50, min=0, help="Checkpoint every N steps (0: end only)."),
     seed: int = typer.Option(0, help="Seed for items, data order and LoRA init."),
     out: Path = typer.Option(Path("runs/finetune"), help="Output (adapter) directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
-    device: str | None = typer.Option(None, help="cpu | cuda (default: cuda if available)."),
+    device: str | None = typer.Option(None, help="cpu | cuda | cuda:N | mps (default: cuda if available)."),
 ) -> None:
     """Train a LoRA adapter on hypothetical → property pairs (self- or cross-prediction)."""
-    from innerprobe.cli import Bars, _fail, console
-    from innerprobe.errors import InnerprobeError
+    from innerprobe.cli import Bars, _fail, console, preflight
+    from innerprobe.errors import DataError, InnerprobeError
+    from innerprobe.properties import get_property
+    from innerprobe.tasks import get_task
     from innerprobe.finetune import FinetuneConfig, finetune, steps_for
     from innerprobe.models import load_model
     from innerprobe.training_data import build_training_data, load_training_data, save_training_data
@@ -55,11 +57,19 @@ def finetune_cmd(
             rank=rank, alpha=alpha, lr=lr, epochs=epochs, batch_size=batch_size,
             max_steps=max_steps, seed=seed, save_every=save_every,
         )
+        src_path = Path(data_from) if data_from else None
+        from_file = src_path is not None and src_path.suffix in (".jsonl", ".parquet")
+        if from_file and not src_path.is_file():
+            raise DataError(f"--data-from {src_path}: no such file (a .jsonl/.parquet data file or a model)")
+        for name in _csv(tasks):
+            get_task(name)
+        for name in _csv(properties):
+            get_property(name)
+        preflight(out, "finetune", device, models=(model, None if from_file or data_from == model else data_from))
         with console.status(f"loading {model}"):
             m = load_model(model, device=device)
-        src_path = Path(data_from) if data_from else None
         data_file = out / "train.jsonl"
-        if src_path is not None and src_path.suffix in (".jsonl", ".parquet") and src_path.is_file():
+        if from_file:
             data = load_training_data(src_path)
         elif resume and data_file.exists():
             data = load_training_data(data_file)

@@ -31,6 +31,23 @@ def parse_layers(spec: str | None, n_layers: int) -> list[int]:
     return out
 
 
+def check_patch_options(task: str, prop_name: str, site: str, gap_rule: str, other_task: str) -> None:
+    """Names the patch verb takes, checked before any model is loaded or map computed."""
+    from typing import get_args
+
+    from innerprobe.errors import check_choice
+    from innerprobe.pairs import GapRule
+    from innerprobe.patching import SITES
+    from innerprobe.properties import get_property
+    from innerprobe.tasks import load_items
+
+    check_choice("site", site, SITES)
+    check_choice("gap rule", gap_rule, get_args(GapRule))
+    get_property(prop_name)
+    for name in (task, other_task):  # --task and --other-task: generated tasks
+        load_items(name, n=1)
+
+
 def run_patch(
     model: str, task: str, prop_name: str, n_pairs: int, site: str, out: Path, *, n_items: int, min_gap: float,
     gap_rule: str, p_tokens: int, last: int, other_task: str, seed: int, device: str | None, progress: Any,
@@ -165,24 +182,26 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("smollm2-135m-instruct", help="Embedded name, HF dir or hub id."),
         task: str = typer.Option("animals", help="Sequence task with a vocabulary."),
         property: str = typer.Option("second_character", "--property", help="Property of the answer."),
-        n_pairs: int = typer.Option(16, help="Property pairs to keep."),
+        n_pairs: int = typer.Option(16, min=1, help="Property pairs to keep."),
         site: str = typer.Option("resid_pre", help="resid_pre | resid_post | attn_out | mlp_out."),
         out: Path = typer.Option(Path("runs/patch"), help="Output directory."),
-        n_items: int = typer.Option(200, help="Items tried when building pairs."),
+        n_items: int = typer.Option(200, min=2, help="Items tried when building pairs."),
         min_gap: float = typer.Option(0.5, help="Logit-difference gap filter threshold."),
         gap_rule: str = typer.Option("difference", help="difference | both_runs."),
-        p_tokens: int = typer.Option(8, help="Tokens at the end of P patched and aligned O↔H (besides the replaced word)."),
-        last: int = typer.Option(6, help="Last prompt positions patched."),
+        p_tokens: int = typer.Option(8, min=0, help="Tokens at the end of P patched and aligned O↔H (besides the replaced word)."),
+        last: int = typer.Option(6, min=1, help="Last prompt positions patched."),
         other_task: str = typer.Option("colors", help="Task of the other-task transplant control."),
         seed: int = typer.Option(0, help="Seed for items, pairs and bootstrap."),
-        device: str | None = typer.Option(None, help="cpu | cuda."),
+        device: str | None = typer.Option(None, help="cpu | cuda | cuda:N | mps."),
         layers: str = typer.Option("all", help="Layers patched: all | '0,5,9' | slice '0:30:3'."),
     ) -> None:
         """Activation patching of O and H on minimal pairs, with AtP and O→H transplants."""
-        from innerprobe.cli import Bars, _fail, console
+        from innerprobe.cli import Bars, _fail, console, preflight
         from innerprobe.errors import InnerprobeError
 
         try:
+            check_patch_options(task, property, site, gap_rule, other_task)
+            preflight(out, "patch", device, models=(model,))
             with Bars() as bars:
                 summary = run_patch(
                     model, task, property, n_pairs, site, out, n_items=n_items, min_gap=min_gap,
@@ -192,7 +211,13 @@ def register(app: typer.Typer) -> None:
         except InnerprobeError as e:
             _fail(e)
             return
+        agree = summary["pairs"].get("forced_vs_greedy", {})
+        if agree.get("n"):
+            console.print(f"pairs: forced-choice answer = greedy answer on both sides for "
+                          f"{agree['answer_both']:.0%} of {agree['n']} pairs")
         for name, s in summary["maps"].items():
             b = s["best_cell"]
-            console.print(f"{name}: n={s['n_pairs']} best layer {b['layer']} {b['token']!r} recovery {b['recovery']:.2f} {b['ci']}")
+            ci = "[" + ", ".join(f"{v:.2f}" for v in b["ci"]) + "]"
+            console.print(f"{name}: n={s['n_pairs']} best layer {b['layer']} {b['token']!r} recovery {b['recovery']:.2f} {ci}")
+            console.print(f"  ({b['selection']})")
         console.print(f"wrote {out}")

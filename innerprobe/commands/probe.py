@@ -29,19 +29,22 @@ def _open_store(path: Path) -> Any:
 
 
 def _summary_table(best: Any, title: str) -> Any:
+    """Best layer per (probe, split, items): held-out accuracy (Wilson CI), the naive max beside it."""
     from rich.table import Table
 
-    table = Table(title=title)
-    for col in ("probe", "split", "items", "layer", "acc [95% CI]", "ctrl task", "selectivity [95% CI]", "majority"):
+    table = Table(title=title, caption=str(best["selection"].iloc[0]) if len(best) and "selection" in best else None)
+    for col in ("probe", "split", "items", "layer", "acc [95% CI]", "naive max (layer)", "ctrl task",
+                "selectivity [95% CI]", "majority"):
         table.add_column(col)
     for r in best.itertuples():
         sel = (
             f"{r.selectivity:+.3f} [{r.selectivity_ci_low:+.3f}, {r.selectivity_ci_high:+.3f}]"
             if hasattr(r, "selectivity") else "–"
         )
+        naive = f"{r.naive_value:.3f} ({r.naive_layer})" if hasattr(r, "naive_value") else "–"
         table.add_row(
-            r.probe, r.split, r.items, str(r.layer), f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]",
-            f"{r.control_task:.3f}" if hasattr(r, "control_task") else "–", sel, f"{r.majority:.3f}",
+            r.probe, r.split, r.items, str(r.layer), f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] n={r.n}",
+            naive, f"{r.control_task:.3f}" if hasattr(r, "control_task") else "–", sel, f"{r.majority:.3f}",
         )
     return table
 
@@ -54,18 +57,18 @@ def probe_cmd(
     probes: str = typer.Option(
         "ridge,mass_mean", help="Probe families, comma-separated: ridge | mass_mean | logistic (L-BFGS, slow on CPU)."
     ),
-    folds: int = typer.Option(5, help="Grouped stratified CV folds."),
+    folds: int = typer.Option(5, min=2, help="Grouped stratified CV folds."),
     C: float = typer.Option(0.1, "--C", help="Inverse L2 strength of the logistic probe (scikit-learn's C)."),
     ridge_alpha: float = typer.Option(10.0, help="L2 strength of the ridge probe (scikit-learn's RidgeClassifier alpha)."),
-    min_count: int | None = typer.Option(None, help="Drop classes with fewer items (default: error if < folds)."),
+    min_count: int | None = typer.Option(None, min=1, help="Drop classes with fewer items (default: error if < folds)."),
     controls: bool = typer.Option(True, help="Fit shuffled, control-task and random-projection controls."),
-    n_boot: int = typer.Option(1000, help="Bootstrap resamples for CIs."),
+    n_boot: int = typer.Option(1000, min=1, help="Bootstrap resamples for CIs."),
     seed: int = typer.Option(0, help="Seed for folds, controls and bootstrap."),
     out: Path = typer.Option(Path("runs/probe"), help="Output directory."),
 ) -> None:
     """Probe a label at every layer (with controls) and test O→H / H→O transfer."""
     from innerprobe.artifacts import provenance, write_json, write_parquet
-    from innerprobe.cli import Bars, _fail, console, out_console
+    from innerprobe.cli import Bars, _fail, console, out_console, preflight
     from innerprobe.errors import InnerprobeError
     from innerprobe.probes import ProbeConfig, best_layers, plot_layer_curves, probe_store
 
@@ -75,6 +78,7 @@ def probe_cmd(
             min_count=min_count, n_boot=n_boot,
         )
         st = _open_store(store)
+        preflight(out, "probe", None)
         with Bars() as bars:
             result = probe_store(
                 st, target, site=site, hypothetical_positions=_csv(positions), config=config,
@@ -91,11 +95,13 @@ def probe_cmd(
     df = result.to_dataframe()
     write_parquet(out / "results.parquet", df)
     result.save_directions(out / "directions.safetensors", prov)
-    best = best_layers(df)
+    best = best_layers(result)
     write_json(out / "summary.json", {
         "target": target, "site": site, "classes": result.classes, "n_items": result.n_items,
         "n_dropped": result.n_dropped, "dropped_classes": result.dropped_classes,
-        "config": config.to_dict(), "best": best.to_dict(orient="records"), "provenance": prov,
+        "config": config.to_dict(), "best": best.to_dict(orient="records"),
+        "best_selection": str(best["selection"].iloc[0]) if len(best) else None,
+        "control_task": result.control, "warnings": result.warnings, "provenance": prov,
     })
     for probe in config.probes:
         fig = plot_layer_curves(df, probe=probe)
@@ -103,6 +109,8 @@ def probe_cmd(
         fig.write_html(str(with_path), include_plotlyjs="cdn")
     if result.n_dropped:
         console.print(f"dropped {len(result.dropped_classes)} rare classes ({result.n_dropped} items)")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     out_console.print(_summary_table(best, f"{target} · {site} · {result.n_items} items · {len(result.classes)} classes"))
     console.print(f"wrote {out}/results.parquet, directions.safetensors, summary.json, layers_*.html")
 

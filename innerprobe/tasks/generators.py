@@ -12,7 +12,9 @@ formats follow the paper's generation scripts as seen in its data release:
 - english_words: 7-10 words with replacement, trailing space (same notebook as
   animals; the paper drew from NLTK ``words``, we draw from wordfreq's common
   English words so that the items are in-distribution for small models);
-- numbers: 3-6 random digits, space-joined, e.g. ``"3 0 1 9 1 1"``.
+- numbers: 3-6 random digits, space-joined, e.g. ``"3 0 1 9 1 1"``;
+- stories and dialogues: our own story openings and short conversations (see
+  :func:`draw_story`, :func:`draw_dialogue`), *not* the paper's items.
 
 Splits are disjoint *by construction*: an item string belongs to the test split
 when the SHA-256 of its normalised text is 0 mod 5, otherwise to train. So a
@@ -256,3 +258,88 @@ def choice_items(
             }
         )
     return make_items(items)
+
+
+# --- open-ended tasks without release items here -----------------------------
+#
+# The paper's story and dialogue prompts are not in the release sample beside this repo, so these
+# two generators make *our own* items for them: seeded, split like the sequences, and clearly not
+# the paper's. They exist so that every task family can be measured and tested (object
+# compliance, defaults, forced choice); numbers on them are not comparable with the paper's.
+
+STORY_OPENERS: tuple[str, ...] = (
+    "Once upon a time", "One sunny morning", "Long ago", "Last summer", "On a rainy afternoon",
+    "Every evening", "Early one winter day", "In the middle of the night",
+)  # fmt: skip
+STORY_CHARACTERS: tuple[str, ...] = (
+    "a girl named Lily", "a boy named Max", "an old fisherman", "a little dog named Spot",
+    "a shy dragon", "a curious cat named Tom", "a young baker named Sara", "two best friends",
+    "a tired farmer", "a brave knight", "a small robot", "a grandmother named Rose",
+)  # fmt: skip
+STORY_EVENTS: tuple[str, ...] = (
+    "lived in a small town by the sea", "found a strange key in the garden",
+    "wanted to see the mountains", "heard a knock at the door", "lost a favourite red ball",
+    "planted a tiny seed", "built a boat out of old boxes", "got a letter with no name on it",
+    "saw a light in the forest", "decided to bake a big cake", "met a talking bird",
+    "could not find the way home",
+)  # fmt: skip
+
+
+def draw_story(rng: random.Random) -> str:
+    """One story opening sentence, e.g. ``"Once upon a time, a girl named Lily planted a tiny seed."``.
+
+    Built from 8 openers x 12 characters x 12 events (1152 sentences) in the style of the
+    release's only documented example ("Once upon a time, in a small town, there was a girl named
+    Lily."). *Not* the paper's items: those are sentences of short LLM-written stories whose
+    origin the paper does not document, and none are in the release sample here.
+    """
+    opener, character, event = (rng.choice(part) for part in (STORY_OPENERS, STORY_CHARACTERS, STORY_EVENTS))
+    return f"{opener}, {character} {event}."
+
+
+DIALOGUE_OPENINGS: tuple[tuple[str, str, str], ...] = (
+    ("Hi, are you coming to the party tonight?", "I'm not sure yet. Who else is going?",
+     "Most of the people from work."),
+    ("Excuse me, is this seat taken?", "No, go ahead.", "Thanks. Are you waiting for the train to London?"),
+    ("What do you want for dinner?", "How about pizza?", "We had pizza yesterday."),
+    ("Did you finish the report?", "Almost. I need one more hour.", "The meeting starts at three."),
+    ("Can I help you find something?", "Yes, I'm looking for a winter coat.", "What size do you wear?"),
+    ("How was your weekend?", "Great, we went hiking.", "Where did you go?"),
+    ("I think I left my keys at your place.", "I'll have a look.", "They have a blue ring on them."),
+    ("Is it going to rain today?", "The forecast says it will.", "Then I'll take an umbrella."),
+    ("Good morning, doctor.", "Good morning. What seems to be the problem?", "I've had a headache for days."),
+    ("Do you know a good place for coffee?", "There's a nice cafe around the corner.",
+     "Is it open on Sundays?"),
+    ("Why are you so late?", "The bus broke down.", "You could have called me."),
+    ("Have you seen my phone?", "It's on the kitchen table.", "Thanks, I was looking everywhere."),
+    ("I'd like to book a table for two.", "For what time?", "Around eight, if possible."),
+    ("Are you ready for the exam?", "Not really. I studied all night.", "Do you want to go over it together?"),
+    ("How much is this shirt?", "It's twenty dollars.", "Do you have it in green?"),
+    ("What time does the museum open?", "At nine in the morning.", "And how much are the tickets?"),
+    ("I got the job!", "That's wonderful news!", "I start next Monday."),
+    ("Could you turn the music down?", "Sorry, is it too loud?", "A little. I'm trying to sleep."),
+    ("Where should we go on holiday?", "What about the beach?", "I'd rather go somewhere cooler."),
+    ("Did you watch the game last night?", "Yes, what a finish!", "I can't believe they won."),
+    ("My computer won't start.", "Did you check the power cable?", "Yes, it's plugged in."),
+    ("Would you like some tea?", "Yes, please. No sugar.", "Milk?"),
+    ("I haven't seen you in ages!", "I know, I've been so busy.", "What have you been up to?"),
+    ("Is there a pharmacy near here?", "Yes, two blocks down this street.", "Is it on the left or the right?"),
+)  # fmt: skip
+"""24 short everyday conversations of three turns, written for this library."""
+
+DIALOGUE_SPEAKERS: tuple[tuple[str, str], ...] = (
+    ("A", "B"), ("Anna", "Ben"), ("Tom", "Maria"), ("Customer", "Clerk"), ("Sam", "Alex"), ("Mia", "Leo"),
+)  # fmt: skip
+
+
+def draw_dialogue(rng: random.Random) -> str:
+    """The first 1-3 turns of a short conversation, one ``"Speaker: line"`` per line.
+
+    Drawn from :data:`DIALOGUE_OPENINGS` (24 conversations) and :data:`DIALOGUE_SPEAKERS`
+    (6 name pairs): 432 distinct items, about 86 of them in the test split. *Not* the paper's
+    items: its code has a DailyDialog task (``daily_dialog``) that the final paper dropped and
+    whose prompts are not in the release sample here; these openings are our own.
+    """
+    turns = rng.choice(DIALOGUE_OPENINGS)[: rng.randint(1, 3)]
+    first, second = rng.choice(DIALOGUE_SPEAKERS)
+    return "\n".join(f"{(first, second)[index % 2]}: {line}" for index, line in enumerate(turns))

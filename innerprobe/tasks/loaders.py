@@ -11,12 +11,15 @@
 It then keeps the first ``n`` items *in file order* (no shuffling, so the same
 file always gives the same items) and refuses an empty result.
 
-Every error about a file names the file and the line (JSONL) or data row (CSV).
+Every error about a file names the file and the line (JSONL) or data row (CSV). Files are read
+as UTF-8 (a leading byte-order mark is dropped); bytes that are not UTF-8 raise DataError naming
+the file, the byte offset and the line.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -52,13 +55,27 @@ def _existing_file(path: str | Path) -> Path:
     return path
 
 
+def _utf8_text(path: Path, newline: str | None = None) -> io.StringIO:
+    """The text of ``path`` decoded as UTF-8 (BOM dropped); DataError naming where it is not."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise DataError(
+            f"{path}: not UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start}, line {line}); "
+            "re-save the file as UTF-8"
+        ) from err
+    return io.StringIO(text, newline=newline)
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_no, object)`` for each non-blank line (1-based line numbers).
 
     A line that is not a JSON object raises DataError naming the file and line.
     """
     path = _existing_file(path)
-    with path.open(encoding="utf-8") as handle:
+    with _utf8_text(path) as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -74,7 +91,7 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def read_csv(path: str | Path) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield ``(row_no, row)`` for each CSV data row (1-based, header excluded)."""
     path = _existing_file(path)
-    with path.open(encoding="utf-8", newline="") as handle:
+    with _utf8_text(path, newline="") as handle:
         reader = csv.DictReader(handle)
         for row_no, row in enumerate(reader, start=1):
             if None in row:

@@ -90,3 +90,17 @@ def render_prompt(template: str, string: str) -> str:
     if template.count(PLACEHOLDER) != 1:
         raise DataError(f"a task template must contain {PLACEHOLDER} exactly once: {template!r}")
     return template.replace(PLACEHOLDER, string) + PROMPT_END
+
+
+DIALOGUE_TEMPLATE = (
+    "Here is the start of a conversation:\n$string\nWrite the next line of this conversation. "
+    "Respond only with that line and nothing else."
+)
+"""Our wording for continuing a conversation (task ``daily_dialog``).
+
+*Not* the paper's: its code has a DailyDialog task, dropped from the final paper, whose prompt is
+not in the protocol note or the release sample here. Of two wordings tried on SmolLM2 (24 items,
+no prefill), this one was answered compliantly more often (21/24) than "Please continue the
+following conversation with the next line of dialogue: ... Respond only with the next line and
+nothing else." (16/24), which drew more "I'm sorry, ..." answers.
+"""
