@@ -72,7 +72,7 @@ def main(
     model: str = "smollm2-135m-instruct",
     mode: str = "forced",
     n: int = 50,
-    summary: Path | None = None,
+    summary_md: Path | None = typer.Option(None, "--summary", help="Markdown table path."),
 ) -> None:
     from typer.testing import CliRunner
 
@@ -111,7 +111,7 @@ def main(
         rows.append(row)
         log.info("%s", row)
     write_json(out / f"sweep-{mode}.json", rows)
-    target = summary or REPO / "experiments" / "results" / f"release_sweep_{mode}.md"
+    target = summary_md or REPO / "experiments" / "results" / f"release_sweep_{mode}.md"
     target.write_text(markdown(rows, mode, model))
     log.info("wrote %s", target)
 
