@@ -116,8 +116,9 @@ def test_suffix_strategies_agree(tiny, pair):
     c = P.patch_grid(tiny, [pair], [METRIC], suffix="auto", n_boot=50)
     a = P.patch_grid(tiny, [pair], [METRIC], suffix="per_position", n_boot=50)
     b = P.patch_grid(tiny, [pair], [METRIC], suffix="shared", max_rows=5, n_boot=50)
-    assert torch.allclose(torch.as_tensor(a.patched), torch.as_tensor(c.patched), atol=1e-5)
-    assert np.abs(a.patched - b.patched).max() <= 1e-5
+    # float32 sums depend on batch shape: ~2e-5 apart on logit differences of ~4 (seen on a fresh build)
+    assert np.abs(a.patched - c.patched).max() <= 1e-4
+    assert np.abs(a.patched - b.patched).max() <= 1e-4
 
 
 def test_batched_equals_transformerlens(tiny, pair):
