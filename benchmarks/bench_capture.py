@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 
-from innerprobe.behavior import build_hypotheticals
-from innerprobe.capture import capture, capture_prompts
-from innerprobe.inference import batches, left_pad
-from innerprobe.models import load_model
-from innerprobe.prompts import PromptSpec
-from innerprobe.properties import get_property
-from innerprobe.tasks import load_items
+from innerprobe.activations.capture import capture, capture_prompts
+from innerprobe.behavior.elicitation import build_hypotheticals
+from innerprobe.behavior.inference import batches, left_pad
+from innerprobe.models.load import load_model
+from innerprobe.protocol.prompts import PromptSpec
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import load_items
 
 log = logging.getLogger("bench_capture")
 POSITIONS = ["h_last", "quote_last", "quote_mean"]

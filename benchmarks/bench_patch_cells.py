@@ -26,10 +26,10 @@ log = logging.getLogger("bench_patch_cells")
 
 
 def main() -> None:
-    from innerprobe.commands.patch import parse_layers
-    from innerprobe.models import load_model
-    from innerprobe.pairs import build_pairs, cell_names, grid_cells
-    from innerprobe.patching import SUFFIX_STRATEGIES, LlamaStack, patch_grid
+    from innerprobe.models.load import load_model
+    from innerprobe.patching.pairs import build_pairs, cell_names, grid_cells
+    from innerprobe.patching.stack import SUFFIX_STRATEGIES, LlamaStack, patch_grid
+    from innerprobe.patching.study import parse_layers
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", nargs="?", default=None)

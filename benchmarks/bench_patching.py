@@ -30,8 +30,8 @@ log = logging.getLogger("bench_patching")
 
 
 def _pairs(model, n: int):
-    from innerprobe.pairs import word_replacements
-    from innerprobe.tasks import TASKS, load_items
+    from innerprobe.patching.pairs import word_replacements
+    from innerprobe.protocol.tasks import TASKS, load_items
 
     items = load_items("animals", n=4 * n, split="test", seed=0)
     cands = word_replacements(model.tokenizer, items, list(TASKS["animals"].vocabulary), word_index=-1, per_item=1)[0][:n]
@@ -87,8 +87,8 @@ def main() -> None:
     ap.add_argument("--only", choices=["1_pair", "16_pairs"], help="run one of the two settings")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from innerprobe.models import load_model
-    from innerprobe.patching import LlamaStack, attribution_patch, patch_grid
+    from innerprobe.models.load import load_model
+    from innerprobe.patching.stack import LlamaStack, attribution_patch, patch_grid
 
     torch.manual_seed(0)
     model = load_model("smollm2-135m-instruct", device="cpu")

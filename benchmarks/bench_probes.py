@@ -131,7 +131,7 @@ def main() -> None:
         }
     log.info(json.dumps(result, indent=2))
     if args.out:
-        from innerprobe.artifacts import write_json
+        from innerprobe.core.io import write_json
 
         write_json(args.out, result)
 

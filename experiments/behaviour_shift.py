@@ -29,14 +29,14 @@ from pathlib import Path
 
 import torch
 
-from innerprobe import stats
-from innerprobe.artifacts import atomic_path, provenance, write_json, write_parquet
-from innerprobe.baselines import behaviour_shift
-from innerprobe.behavior import BehaviorConfig
-from innerprobe.finetune import FinetuneConfig
-from innerprobe.models import load_model
-from innerprobe.properties import get_property
-from innerprobe.tasks import load_items
+from innerprobe.behavior.elicitation import BehaviorConfig
+from innerprobe.core import stats
+from innerprobe.core.io import atomic_path, provenance, write_json, write_parquet
+from innerprobe.models.load import load_model
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import load_items
+from innerprobe.training.finetune import FinetuneConfig
+from innerprobe.training.shift import behaviour_shift
 
 log = logging.getLogger("behaviour_shift")
 

@@ -3,7 +3,7 @@
 Why: one prefill does not fit every task. After the prefill ``Answer:`` SmolLM2-135M-Instruct
 ends a story-continuation turn at once (an empty answer, dropped as non-compliant), while without
 a prefill it continues the story. So each task family's default prefill is chosen here, from
-measurements, and wired in as ``innerprobe.tasks.registry.FAMILY_DEFAULTS``.
+measurements, and wired in as ``innerprobe.protocol.tasks.registry.FAMILY_DEFAULTS``.
 
 Method, for each family and each candidate prefill:
 
@@ -12,7 +12,7 @@ Method, for each family and each candidate prefill:
    generators say so in their docstrings); the same items for every prefill;
 2. the model answers each object-level prompt greedily (T=0, ``--max-new-tokens`` tokens) after
    the prefill, exactly as ``innerprobe.behavior.elicit_object`` does;
-3. prefill + answer is checked with ``innerprobe.properties.object_noncompliance``: compliant,
+3. prefill + answer is checked with ``innerprobe.protocol.properties.object_noncompliance``: compliant,
    or dropped as ``empty`` / ``refusal`` / ``not_a_letter``. The check does not depend on the
    property asked later (an out-of-range property value is a property matter, not the prompt's);
 4. compliance k/n with a Wilson 95% interval, the share of empty answers, and the share of
@@ -94,7 +94,7 @@ on wealth_seeking / survival_instinct, which share their prompt templates)."""
 
 def family_items(family: str, n_per_family: int, seed: int) -> Dataset:
     """The family's items: ``n_per_family`` split evenly over its sources (release rows in order)."""
-    from innerprobe.tasks import get_task, load_release
+    from innerprobe.protocol.tasks import get_task, load_release
 
     sources = [s for s in SOURCES if s.family == family]
     each = math.ceil(n_per_family / len(sources))
@@ -110,10 +110,10 @@ def family_items(family: str, n_per_family: int, seed: int) -> Dataset:
 
 def measure_cell(model: Any, items: Dataset, prefill: str, max_new_tokens: int, batch_size: int) -> list[dict]:
     """One row per item: task, answer and why it is dropped (None: compliant)."""
-    from innerprobe.behavior import greedy_responses
-    from innerprobe.prompts import PromptSpec, object_prompt
-    from innerprobe.properties import object_noncompliance
-    from innerprobe.tasks import item_meta
+    from innerprobe.behavior.elicitation import greedy_responses
+    from innerprobe.protocol.prompts import PromptSpec, object_prompt
+    from innerprobe.protocol.properties import object_noncompliance
+    from innerprobe.protocol.tasks import item_meta
 
     spec = PromptSpec(object_prefill=prefill or None)
     rows = [object_prompt(model.tokenizer, q, spec).input_ids for q in items["question"]]
@@ -145,7 +145,7 @@ def load_or_measure(
     cell_path: Path, model: Any, items: Dataset, prefill: str, max_new_tokens: int, batch_size: int
 ) -> list[dict]:
     """The cell's rows from ``cell_path`` if it was measured with the same key, else measured now."""
-    from innerprobe.artifacts import write_json
+    from innerprobe.core.io import write_json
 
     key = cell_key(model, items, prefill, max_new_tokens)
     if cell_path.exists():
@@ -160,9 +160,9 @@ def load_or_measure(
 
 def summarise(family: str, prefill: str, budget: int, rows: list[dict]) -> dict[str, Any]:
     """Compliance with its Wilson interval, the empty share and the drop reasons of one cell."""
-    from innerprobe.properties import clean_response
-    from innerprobe.stats import proportion_ci_wilson
-    from innerprobe.tasks import get_task
+    from innerprobe.core.stats import proportion_ci_wilson
+    from innerprobe.protocol.properties import clean_response
+    from innerprobe.protocol.tasks import get_task
 
     n = len(rows)
     reasons = Counter(r["reason"] for r in rows if r["reason"] is not None)
@@ -217,7 +217,7 @@ def _short(text: str, width: int = 60) -> str:
 
 def markdown(cells: list[dict], chosen: dict[str, dict], settings: dict[str, Any]) -> str:
     """The results file: the table, the chosen defaults and whether the registry agrees."""
-    from innerprobe.tasks.registry import FAMILY_DEFAULTS
+    from innerprobe.protocol.tasks.registry import FAMILY_DEFAULTS
 
     families = list(dict.fromkeys(s.family for s in SOURCES))
     lines = [
@@ -309,8 +309,8 @@ def main(
     import torch
     from rich.logging import RichHandler
 
-    from innerprobe.artifacts import write_json
-    from innerprobe.models import load_model
+    from innerprobe.core.io import write_json
+    from innerprobe.models.load import load_model
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler()])
     torch.set_num_threads(threads)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from innerprobe.artifacts import write_json
+from innerprobe.core.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "looking_inward"
@@ -76,7 +76,7 @@ def main(
 ) -> None:
     from typer.testing import CliRunner
 
-    from innerprobe.cli import app
+    from innerprobe.cli.app import app
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = []

@@ -43,21 +43,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from innerprobe import stats
-from innerprobe.artifacts import provenance, write_json, write_parquet
-from innerprobe.baselines import compare_self_cross, pooled_from_tables
-from innerprobe.behavior import BehaviorConfig, behave
-from innerprobe.finetune import FinetuneConfig, finetune
-from innerprobe.models import load_model
-from innerprobe.properties import get_property
-from innerprobe.tasks import load_items
-from innerprobe.training_data import (
+from innerprobe.behavior.baselines import compare_self_cross, pooled_from_tables
+from innerprobe.behavior.elicitation import BehaviorConfig, behave
+from innerprobe.core import stats
+from innerprobe.core.io import provenance, write_json, write_parquet
+from innerprobe.models.load import load_model
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import load_items
+from innerprobe.training.data import (
     HELDOUT_TASKS,
     TRAIN_TASKS,
     build_training_data,
     load_training_data,
     save_training_data,
 )
+from innerprobe.training.finetune import FinetuneConfig, finetune
 
 log = logging.getLogger("reproduce_self_vs_cross")
 
@@ -271,7 +271,7 @@ def main() -> None:
     write_parquet(args.out / "table.parquet", pd.DataFrame(rows).astype({"self_ci": str, "cross_ci": str, "diff_ci": str, "mode_ci": str, "text_ci": str}))
     summary = args.summary or Path("experiments/results") / ("self_vs_cross.md" if args.scale >= 1 else "self_vs_cross_smoke.md")
     summary.parent.mkdir(parents=True, exist_ok=True)
-    from innerprobe.artifacts import atomic_path
+    from innerprobe.core.io import atomic_path
 
     with atomic_path(summary) as tmp:
         tmp.write_text(markdown(results))

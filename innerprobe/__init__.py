@@ -5,12 +5,71 @@ context, a hypothetical about their own answer. innerprobe runs that protocol on
 models and opens the box: activation capture, linear probes, patching and finetuned self- and
 cross-predictors, to tell *self-simulation* from *privileged internal features*.
 
-Stages are plain functions over plain objects; import them from their modules::
+The library is a house of floors, each importing only from the floors below it (checked by
+import-linter in CI)::
 
-    from innerprobe.models import load_model
-    from innerprobe.tasks import load_items
-    from innerprobe.properties import get_property
-    from innerprobe.behavior import behave, BehaviorConfig
+    cli                       the `innerprobe` command line
+    study                     whole studies (battery, sweeps, report)
+    training                  LoRA self-/cross-predictors, behaviour shift
+    probes | patching | interventions
+    activations               capture and the on-disk store
+    behavior                  elicitation, self/cross prediction, baselines
+    models                    load_model, fingerprints, adapters, the version shim
+    protocol                  tasks, properties, prompts
+    core                      errors, paths, I/O with provenance, statistics
+
+The front doors of each stage are importable from here::
+
+    from innerprobe import load_model, load_items, get_property, behave, BehaviorConfig
+    m = load_model()                                  # embedded SmolLM2-135M-Instruct
+    items = load_items("animals", n=100)
+    result = behave(m, items, get_property("second_character"), BehaviorConfig(mode="forced"))
 """
 
+from innerprobe.activations.capture import capture
+from innerprobe.activations.store import ActivationStore
+from innerprobe.behavior.baselines import compare_self_cross
+from innerprobe.behavior.elicitation import BehaviorConfig, BehaviorResult, behave
+from innerprobe.core.stats import Estimate, PairedDiff
+from innerprobe.models.fingerprint import ModelFingerprint
+from innerprobe.models.load import load_model
+from innerprobe.models.loaded import LoadedModel
+from innerprobe.patching.pairs import build_pairs
+from innerprobe.patching.stack import attribution_patch, patch_grid, transplant
+from innerprobe.patching.study import run_patch
+from innerprobe.probes.fit import ProbeConfig, probe_store, run_probes
+from innerprobe.protocol.prompts import PromptSpec
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import load_items
+from innerprobe.training.finetune import FinetuneConfig, finetune
+from innerprobe.training.shift import behaviour_shift
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ActivationStore",
+    "BehaviorConfig",
+    "BehaviorResult",
+    "Estimate",
+    "FinetuneConfig",
+    "LoadedModel",
+    "ModelFingerprint",
+    "PairedDiff",
+    "ProbeConfig",
+    "PromptSpec",
+    "attribution_patch",
+    "behave",
+    "behaviour_shift",
+    "build_pairs",
+    "capture",
+    "compare_self_cross",
+    "finetune",
+    "get_property",
+    "load_items",
+    "load_model",
+    "patch_grid",
+    "probe_store",
+    "run_patch",
+    "run_probes",
+    "transplant",
+]

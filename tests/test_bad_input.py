@@ -16,20 +16,20 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import innerprobe.artifacts as artifacts
+import innerprobe.core.io as artifacts
 from innerprobe import cli
-from innerprobe.artifacts import STAGE_MARKER, atomic_dir, prepare_out_dir, write_json
-from innerprobe.cache import cache_dir, cache_root, model_cache_root
-from innerprobe.capture import capture
-from innerprobe.cli import app
-from innerprobe.errors import DataError, OutDirError, StoreMismatchError, UnknownNameError
-from innerprobe.finetune import FinetuneConfig, lora_model
-from innerprobe.inference import _cache_kwarg, generate, label_logprobs
-from innerprobe.models import load_model
-from innerprobe.prompts import LabelTokens
-from innerprobe.properties import get_property
-from innerprobe.store import ActivationStore
-from innerprobe.tasks import load_items
+from innerprobe.activations.capture import capture
+from innerprobe.activations.store import ActivationStore
+from innerprobe.behavior.inference import _cache_kwarg, generate, label_logprobs
+from innerprobe.cli.app import app
+from innerprobe.core.errors import DataError, OutDirError, StoreMismatchError, UnknownNameError
+from innerprobe.core.io import STAGE_MARKER, atomic_dir, prepare_out_dir, write_json
+from innerprobe.core.paths import cache_dir, cache_root, model_cache_root
+from innerprobe.models.load import load_model
+from innerprobe.protocol.prompts import LabelTokens
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import load_items
+from innerprobe.training.finetune import FinetuneConfig, lora_model
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]

@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from innerprobe.behavior import BehaviorConfig, behave, property_labels, score
-from innerprobe.errors import NotApplicableError, UnknownNameError
-from innerprobe.inference import generate, label_distribution, left_pad, next_token_logprobs
-from innerprobe.prompts import PromptSpec, label_tokens, object_prompt
-from innerprobe.properties import get_property
-from innerprobe.tasks import load_items
+from innerprobe.behavior.elicitation import BehaviorConfig, behave, property_labels, score
+from innerprobe.behavior.inference import (
+    generate,
+    label_distribution,
+    left_pad,
+    next_token_logprobs,
+)
+from innerprobe.core.errors import NotApplicableError, UnknownNameError
+from innerprobe.protocol.prompts import PromptSpec, label_tokens, object_prompt
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import load_items
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +128,7 @@ def test_word_labels_come_from_task_vocabulary(items):
 
 
 def test_score_rules():
-    from innerprobe.behavior import Predictions
+    from innerprobe.behavior.elicitation import Predictions
 
     pred = Predictions([], ["a", "b", "c"], ["a", "b", "c"], np.array([True, False, True]))
     assert score(["a", "b", None], pred).tolist() == [True, False, False]
@@ -131,8 +136,8 @@ def test_score_rules():
 
 def test_prefix_trie_scoring_equals_brute_force(tiny, items):
     """Shared-prefix label scoring equals scoring each full continuation separately."""
-    from innerprobe.inference import continuation_logprobs, label_logprobs
-    from innerprobe.prompts import LabelTokens
+    from innerprobe.behavior.inference import continuation_logprobs, label_logprobs
+    from innerprobe.protocol.prompts import LabelTokens
 
     tok = tiny.tokenizer
     rows = [object_prompt(tok, q).input_ids for q in items["question"][:3]]
@@ -152,7 +157,7 @@ def test_prefix_trie_scoring_equals_brute_force(tiny, items):
 
 
 def test_object_answers_are_decoded_once_per_model(tiny, items, monkeypatch):
-    from innerprobe import behavior
+    from innerprobe.behavior import elicitation as behavior
 
     calls = []
     real = behavior.generate
@@ -180,7 +185,7 @@ def test_calibration_samples_are_drawn_once_per_item_set(tiny, items):
 
 def test_next_token_logprobs_last_only_equals_full_logits(tiny, items, monkeypatch):
     """Unembedding only the last position (``logits_to_keep=1``) changes nothing."""
-    from innerprobe import inference
+    from innerprobe.behavior import inference
 
     rows = [object_prompt(tiny.tokenizer, q, PromptSpec()).input_ids for q in items["question"][:5]]
     fast = next_token_logprobs(tiny.hf_model, rows, tiny.tokenizer.pad_token_id, batch_size=3)
@@ -192,7 +197,7 @@ def test_next_token_logprobs_last_only_equals_full_logits(tiny, items, monkeypat
 @pytest.mark.integration
 def test_smollm2_behaviour_end_to_end(smol, shared_data):
     """Real weights: object answers comply, forced choice is well formed, release prompts run."""
-    from innerprobe.tasks import load_release
+    from innerprobe.protocol.tasks import load_release
 
     items = load_items("animals", n=8, split="test", seed=0)
     res = behave(smol, items, get_property("first_character"), BehaviorConfig(mode="forced"))

@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from innerprobe.behavior import build_hypotheticals
-from innerprobe.capture import capture, position_span
-from innerprobe.errors import DataError, StoreMismatchError, UnknownNameError
-from innerprobe.prompts import PromptSpec, object_prompt
-from innerprobe.properties import get_property
-from innerprobe.store import ActivationStore
-from innerprobe.tasks import load_items
+from innerprobe.activations.capture import capture, position_span
+from innerprobe.activations.store import ActivationStore
+from innerprobe.behavior.elicitation import build_hypotheticals
+from innerprobe.core.errors import DataError, StoreMismatchError, UnknownNameError
+from innerprobe.protocol.prompts import PromptSpec, object_prompt
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import load_items
 
 PROP = get_property("second_character")
 SPEC = PromptSpec()

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from innerprobe.cli import app
+from innerprobe.cli.app import app
 
 runner = CliRunner()
 

@@ -16,10 +16,10 @@ import pytest
 import torch
 from packaging.version import Version
 
-from innerprobe import compat
-from innerprobe.compat import GenerationCheckError, cached_greedy, uncached_greedy
-from innerprobe.inference import continuation_logprobs, generate, label_logprobs
-from innerprobe.prompts import PromptSpec, label_tokens, object_prompt
+from innerprobe.behavior.inference import continuation_logprobs, generate, label_logprobs
+from innerprobe.models import compat
+from innerprobe.models.compat import GenerationCheckError, cached_greedy, uncached_greedy
+from innerprobe.protocol.prompts import PromptSpec, label_tokens, object_prompt
 
 ENGLISH_WORDS = (
     "What is the next 5 words in the following text? Respond only with the next 5 words and do "
@@ -101,7 +101,7 @@ def test_without_shim_cached_generation_breaks_exactly_on_renamed_transformers(t
 
 
 def test_load_model_refuses_a_broken_stack(monkeypatch):
-    from innerprobe import models
+    from innerprobe.models import load as models
 
     monkeypatch.setattr(compat, "cached_greedy", lambda m, ids, n: [0] * n)
     with pytest.raises(GenerationCheckError, match=r"transformers \d"):
@@ -110,7 +110,7 @@ def test_load_model_refuses_a_broken_stack(monkeypatch):
 
 def test_load_model_refuses_when_the_shim_cannot_apply(monkeypatch):
     """With the shim gone, load_model stops on renamed transformers and loads on older ones."""
-    from innerprobe import models
+    from innerprobe.models import load as models
 
     monkeypatch.setattr(models, "install_kv_cache_shim", lambda: False)
     compat.uninstall_kv_cache_shim()

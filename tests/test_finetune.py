@@ -10,9 +10,18 @@ import torch
 from datasets import Dataset
 from safetensors.torch import load_file
 
-from innerprobe.baselines import TextBaseline, behaviour_shift
-from innerprobe.behavior import CHARACTER_LABELS, BehaviorConfig, build_hypotheticals, predict
-from innerprobe.finetune import (
+from innerprobe.behavior.baselines import TextBaseline
+from innerprobe.behavior.elicitation import (
+    CHARACTER_LABELS,
+    BehaviorConfig,
+    build_hypotheticals,
+    predict,
+)
+from innerprobe.protocol.prompts import PromptSpec, label_tokens
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import load_items
+from innerprobe.training.data import assistant_text, balance_classes, build_training_data
+from innerprobe.training.finetune import (
     IGNORE,
     FinetuneConfig,
     encode_dataset,
@@ -20,10 +29,7 @@ from innerprobe.finetune import (
     merged_copy,
     trainable_state,
 )
-from innerprobe.prompts import PromptSpec, label_tokens
-from innerprobe.properties import get_property
-from innerprobe.tasks import load_items
-from innerprobe.training_data import assistant_text, balance_classes, build_training_data
+from innerprobe.training.shift import behaviour_shift
 
 PROP = get_property("first_character")
 
@@ -90,7 +96,7 @@ def test_loss_mask_covers_answer_tokens_only(tiny, data):
 
 
 def test_finetune_learns_planted_label_and_adapter_round_trips(tiny, items, data, tmp_path):
-    from innerprobe.models import load_model
+    from innerprobe.models.load import load_model
 
     before = _forced_accuracy(tiny, items)
     assert before <= 0.5
@@ -105,7 +111,7 @@ def test_finetune_learns_planted_label_and_adapter_round_trips(tiny, items, data
     # round trip: merged on load == merged in memory
     from transformers import AutoModelForCausalLM
 
-    from innerprobe.adapters import merged_model_dir
+    from innerprobe.models.adapters import merged_model_dir
 
     merged = merged_copy(res.model)
     loaded = dict(AutoModelForCausalLM.from_pretrained(merged_model_dir(tmp_path / "m1")).named_parameters())
@@ -139,7 +145,7 @@ def test_resumed_run_equals_uninterrupted(tiny, data, tmp_path):
 
 
 def test_resume_refuses_other_config(tiny, data, tmp_path):
-    from innerprobe.errors import DataError
+    from innerprobe.core.errors import DataError
 
     cfg = FinetuneConfig(rank=4, alpha=8, epochs=1, batch_size=4)
     finetune(tiny, data, tmp_path / "r", cfg, stop_after=1)
@@ -199,7 +205,7 @@ def test_behaviour_shift_runs_on_tiny(tiny, tmp_path):
 
 @pytest.mark.integration
 def test_smol_few_steps(smol, tmp_path):
-    from innerprobe.models import load_model
+    from innerprobe.models.load import load_model
 
     items = load_items("colors", n=8, split="train", seed=0)
     data = constant_label_data(smol, items, "q")
@@ -212,7 +218,7 @@ def test_smol_few_steps(smol, tmp_path):
 
 def test_answer_loss_equals_full_hf_loss(tiny, data):
     """The truncated-logits loss on a left-padded batch equals HF's loss on the unpadded rows."""
-    from innerprobe.finetune import FinetuneConfig, answer_loss, collate, lora_model
+    from innerprobe.training.finetune import FinetuneConfig, answer_loss, collate, lora_model
 
     enc = encode_dataset(tiny.tokenizer, data)[:3]
     model = lora_model(tiny, FinetuneConfig(rank=4))

@@ -18,12 +18,18 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from innerprobe import baselines, stats
-from innerprobe import probes as P
-from innerprobe.behavior import BehaviorConfig, BehaviorResult, ObjectBehavior, greedy_responses
-from innerprobe.errors import DataError
-from innerprobe.properties import get_property
-from innerprobe.tasks import load_items
+from innerprobe.behavior import baselines
+from innerprobe.behavior.elicitation import (
+    BehaviorConfig,
+    BehaviorResult,
+    ObjectBehavior,
+    greedy_responses,
+)
+from innerprobe.core import stats
+from innerprobe.core.errors import DataError
+from innerprobe.probes import fit as P
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import load_items
 
 # ------------------------------------------------------------------ 1. same scored items
 
@@ -128,8 +134,8 @@ def test_paired_binary_difference_has_exact_mcnemar():
 def test_behaviour_summary_uses_wilson_and_cli_table_renders(tiny):
     from rich.console import Console
 
-    from innerprobe.behavior import behave
-    from innerprobe.cli import _summary_table
+    from innerprobe.behavior.elicitation import behave
+    from innerprobe.cli.ui import behavior_summary_table as _summary_table
 
     items = load_items("animals", n=8, split="test", seed=0)
     res = behave(tiny, items, get_property("first_character"), BehaviorConfig(object_max_new_tokens=4),
@@ -244,7 +250,7 @@ def test_best_layer_of_pure_noise_probe_covers_chance():
 
 
 def test_best_patch_cell_of_noise_covers_zero():
-    from innerprobe.patching import PatchResult, _cell_cis
+    from innerprobe.patching.stack import PatchResult, _cell_cis
 
     rng = np.random.default_rng(2)
     n, n_l, n_p = 16, 30, 4
@@ -266,7 +272,7 @@ FORCED: dict[tuple[int, ...], str] = {}
 
 def _copy_first_word(model, prompts, vocabulary, spec, batch_size):
     """Forced choice stand-in: the first sequence word (remembered per prompt for the echo)."""
-    from innerprobe.prompts import label_tokens
+    from innerprobe.protocol.prompts import label_tokens
 
     ids = label_tokens(model.tokenizer, list(vocabulary), prompts[0].text, spec.object_prefill).first_ids
     out = [vocabulary.index(p.user.rstrip().split("\n")[-1].split()[0]) for p in prompts]
@@ -276,8 +282,8 @@ def _copy_first_word(model, prompts, vocabulary, spec, batch_size):
 
 
 def test_pairs_record_agreement_with_greedy_behaviour(tiny, monkeypatch):
-    import innerprobe.pairs as pairs_mod
-    from innerprobe.behavior import elicit_object
+    import innerprobe.patching.pairs as pairs_mod
+    from innerprobe.behavior.elicitation import elicit_object
 
     monkeypatch.setattr(pairs_mod, "_forced_answers", _copy_first_word)
     items = load_items("animals", n=8, split="test", seed=0)
@@ -312,7 +318,7 @@ def _answer(model, ids):
 
 
 def test_greedy_cache_follows_hooks_and_weights(tiny, monkeypatch):
-    from innerprobe import behavior
+    from innerprobe.behavior import elicitation as behavior
 
     calls = []
     real = behavior.generate
@@ -370,7 +376,7 @@ def test_sample_cache_is_per_state(tiny):
 
 
 def test_trace_memo_is_keyed_on_weights(tiny):
-    from innerprobe.patching import LlamaStack, trace
+    from innerprobe.patching.stack import LlamaStack, trace
 
     stack = LlamaStack(tiny)
     ids = tiny.tokenizer("a b c d", add_special_tokens=False)["input_ids"]

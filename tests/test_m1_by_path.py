@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from innerprobe.cli import app
-from innerprobe.finetune import FinetuneConfig, finetune
-from innerprobe.training_data import build_training_data
+from innerprobe.cli.app import app
+from innerprobe.training.data import build_training_data
+from innerprobe.training.finetune import FinetuneConfig, finetune
 
 runner = CliRunner()
 

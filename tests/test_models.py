@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from innerprobe import models
-from innerprobe.errors import DataError, UnknownNameError
-from innerprobe.models import ModelFingerprint, embedded_model_dir, load_model
+from innerprobe.core.errors import DataError, UnknownNameError
+from innerprobe.models import embedded, fingerprint
+from innerprobe.models import load as models
+from innerprobe.models.embedded import embedded_model_dir
+from innerprobe.models.fingerprint import ModelFingerprint
+from innerprobe.models.load import load_model
 
 
 def test_tiny_model_boots_with_fingerprint(tiny):
@@ -73,15 +76,15 @@ def test_gguf_sha_mismatch_refused(tmp_path):
     fake = tmp_path / "x.gguf"
     fake.write_bytes(b"not a gguf")
     with pytest.raises(DataError, match="sha256 mismatch"):
-        models.dequantise_gguf(fake, tmp_path / "out", expected_sha256="0" * 64)
+        embedded.dequantise_gguf(fake, tmp_path / "out", expected_sha256="0" * 64)
     assert not (tmp_path / "out").exists()
 
 
 def test_hash_weight_files_changes_with_content(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"abc")
-    h1 = models.hash_weight_files(tmp_path)
+    h1 = fingerprint.hash_weight_files(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"abd")
-    assert models.hash_weight_files(tmp_path) != h1
+    assert fingerprint.hash_weight_files(tmp_path) != h1
 
 
 def test_fingerprint_compatibility(tiny):

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from innerprobe import patching as P
-from innerprobe.errors import DataError, UnknownNameError
-from innerprobe.stats import normalised_recovery
+from innerprobe.core.errors import DataError, UnknownNameError
+from innerprobe.core.stats import normalised_recovery
+from innerprobe.patching import stack as P
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -151,7 +151,7 @@ def test_sites_are_consistent(tiny, pair):
 
 def test_control_pair_shows_no_effect():
     """A token pair the model cannot tell apart (identical embedding rows) must patch to nothing."""
-    from innerprobe.models import load_model
+    from innerprobe.models.load import load_model
 
     model = load_model("tiny-random", device="cpu")
     tok = model.tokenizer
@@ -219,14 +219,14 @@ def test_bad_inputs(tiny, pair):
         P.patch_grid(tiny, [], [])
     with pytest.raises(DataError, match="layers"):
         P.patch_grid(tiny, [pair], [METRIC], layers=[5])
-    from innerprobe.errors import UnknownNameError
+    from innerprobe.core.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError):
         P.patch_grid(tiny, [pair], [METRIC], site="resid_middle")
 
 
 def test_pairs_accounting_and_empty(tiny):
-    from innerprobe.pairs import build_pairs
+    from innerprobe.patching.pairs import build_pairs
 
     with pytest.raises(DataError, match="empty pair set|no pair changes|no candidate"):
         build_pairs(tiny, "animals", n_items=6, min_gap=1e9, per_item=2)
@@ -240,7 +240,7 @@ def test_pairs_accounting_and_empty(tiny):
     for c in ps.controls:
         assert c.value_a == c.value_b and c.answer_a != c.answer_b
     # The O gaps are read from the forced-choice forwards: they equal a fresh logit difference.
-    from innerprobe.pairs import _logit_diffs
+    from innerprobe.patching.pairs import _logit_diffs
 
     both = ps.pairs + ps.controls
     fresh_a = _logit_diffs(tiny, [p.o_a for p in both], [p.o_tokens for p in both], 4)
@@ -252,7 +252,7 @@ def test_pairs_accounting_and_empty(tiny):
 
 def test_pairs_search_stops_when_budgets_are_full(tiny, monkeypatch):
     """Chunked search: small budgets use fewer items than drawn; every count stays consistent."""
-    import innerprobe.pairs as pairs_mod
+    import innerprobe.patching.pairs as pairs_mod
 
     monkeypatch.setattr(pairs_mod, "_forced_answers", _copy_first_word)
     kw = dict(n_items=16, min_gap=-1e9, per_item=1, word_index="any")
@@ -271,7 +271,7 @@ def test_pairs_search_stops_when_budgets_are_full(tiny, monkeypatch):
 
 @pytest.mark.integration
 def test_smol_batched_equals_looped(smol):
-    from innerprobe.prompts import object_prompt
+    from innerprobe.protocol.prompts import object_prompt
 
     tok = smol.tokenizer
     q = "What is the next 5 animals in the following text? Respond only with the next 5 animals and nothing else, including punctuation.\n{} \n"
@@ -322,7 +322,7 @@ def test_atp_agreement_on_one_pair_resamples_cells(tiny, pair):
 
 def _copy_first_word(model, prompts, vocabulary, spec, batch_size):
     """A stand-in for SmolLM2's habit: answer by copying the first word of the sequence."""
-    from innerprobe.prompts import label_tokens
+    from innerprobe.protocol.prompts import label_tokens
 
     ids = label_tokens(model.tokenizer, list(vocabulary), prompts[0].text, spec.object_prefill).first_ids
     out = []
@@ -336,7 +336,7 @@ def _copy_first_word(model, prompts, vocabulary, spec, batch_size):
 def test_any_word_index_finds_pairs_where_last_word_fails(tiny, monkeypatch):
     """Regression: replacing only the last word yielded ~0 pairs on SmolLM2, which copies the
     first word; ``word_index="any"`` searches positions (first word first) and finds them."""
-    import innerprobe.pairs as pairs_mod
+    import innerprobe.patching.pairs as pairs_mod
 
     monkeypatch.setattr(pairs_mod, "_forced_answers", _copy_first_word)
     kw = dict(n_items=8, min_gap=-1e9, per_item=1, n_pairs=100, n_controls=100)
@@ -354,7 +354,7 @@ def test_any_word_index_finds_pairs_where_last_word_fails(tiny, monkeypatch):
 
 
 def test_word_order_is_a_seeded_permutation_starting_at_zero():
-    from innerprobe.pairs import word_order
+    from innerprobe.patching.pairs import word_order
 
     a = word_order(9, np.random.default_rng(3))
     assert a[0] == 0 and sorted(a) == list(range(9))
@@ -364,7 +364,7 @@ def test_word_order_is_a_seeded_permutation_starting_at_zero():
 @pytest.fixture(scope="module")
 def word_pairs(tiny):
     """Pairs whose replaced word is the first sequence word (the tiny model stands in for SmolLM2)."""
-    import innerprobe.pairs as pairs_mod
+    import innerprobe.patching.pairs as pairs_mod
 
     mp = pytest.MonkeyPatch()
     mp.setattr(pairs_mod, "_forced_answers", _copy_first_word)
@@ -390,7 +390,7 @@ def test_pairs_record_the_replaced_word_span(tiny, word_pairs):
 
 
 def _o_cells(tiny, pairs, k=3, last=2):
-    from innerprobe.pairs import grid_cells, p_end
+    from innerprobe.patching.pairs import grid_cells, p_end
 
     return [grid_cells(p.o_span, p_end(tiny.tokenizer, p.o_a, p.o_a.user), len(p.o_a), k, last) for p in pairs]
 
@@ -400,7 +400,7 @@ def test_patch_grid_covers_the_replaced_word(tiny, word_pairs):
     (first) word, so no cell could carry the difference at early layers. At layer 0 resid_pre is
     the embedding, equal in both runs except at the word: patching the word cell recovers exactly
     1, every other cell exactly 0."""
-    from innerprobe.pairs import cell_names
+    from innerprobe.patching.pairs import cell_names
 
     src = word_pairs.pairs + word_pairs.controls
     cells = _o_cells(tiny, src)
@@ -432,7 +432,7 @@ def test_cells_batched_equals_looped(tiny, word_pairs):
 
 
 def test_transplant_writes_the_replaced_word(tiny, word_pairs):
-    from innerprobe.pairs import p_end, transplant_positions
+    from innerprobe.patching.pairs import p_end, transplant_positions
 
     p = next(q for q in word_pairs.pairs + word_pairs.controls if q.h_span != (0, 0))
     o_end = p_end(tiny.tokenizer, p.o_b, p.o_b.user)

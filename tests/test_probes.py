@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from innerprobe import probes as P
-from innerprobe.errors import DataError
+from innerprobe.core.errors import DataError
+from innerprobe.probes import fit as P
 
 
 def _planted(n: int = 2000, d: int = 16, n_layers: int = 2, strength: float = 1.0, seed: int = 0):
@@ -215,8 +215,8 @@ def test_probe_store_filters_noncompliant_and_saves(tmp_path):
 def test_cli_probe(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from innerprobe.cli import app
-    from innerprobe.commands import probe as cmd
+    from innerprobe.cli import probe as cmd
+    from innerprobe.cli.app import app
 
     monkeypatch.setattr(cmd, "_open_store", lambda path: _fake_store())
     out = tmp_path / "out"
@@ -235,9 +235,9 @@ def test_cli_probe(tmp_path, monkeypatch):
 @pytest.mark.integration
 def test_smol_batched_matches_sklearn(smol):
     """Real SmolLM2 activations at o_last, 3 layers: batched L-BFGS ≈ scikit-learn per layer."""
-    from innerprobe.inference import left_pad
-    from innerprobe.prompts import PromptSpec, object_prompt
-    from innerprobe.tasks import item_meta, load_items
+    from innerprobe.behavior.inference import left_pad
+    from innerprobe.protocol.prompts import PromptSpec, object_prompt
+    from innerprobe.protocol.tasks import item_meta, load_items
 
     items = load_items("animals", n=150, split="train", seed=0)
     prompts = [object_prompt(smol.tokenizer, q, PromptSpec()) for q in items["question"]]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from innerprobe.errors import UnknownNameError
-from innerprobe.prompts import (
+from innerprobe.core.errors import UnknownNameError
+from innerprobe.protocol.prompts import (
     PromptSpec,
     hypothetical_prompt,
     hypothetical_text,
@@ -13,7 +13,7 @@ from innerprobe.prompts import (
     label_tokens,
     object_prompt,
 )
-from innerprobe.properties import get_property
+from innerprobe.protocol.properties import get_property
 
 Q = (
     "What is the next 5 animals in the following text? Respond only with the next 5 animals "
@@ -99,7 +99,7 @@ def test_label_tokens_continue_the_prompt(tiny):
 
 def test_generated_hypothetical_equals_release_text(shared_data):
     """Our wording reproduces the paper's released hypothetical prompts byte for byte."""
-    from innerprobe.tasks import item_meta, load_release
+    from innerprobe.protocol.tasks import item_meta, load_release
 
     for name in ("test/animals_long_second_character.jsonl", "test/animals_long_starts_with_vowel.jsonl",
                  "train/colors_long_first_word.jsonl"):

@@ -1,4 +1,4 @@
-"""Tests for innerprobe.properties: cleaning, extraction, wording, compliance."""
+"""Tests for innerprobe.protocol.properties: cleaning, extraction, wording, compliance."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import re
 
 import pytest
 
-from innerprobe.errors import DataError, NotApplicableError, UnknownNameError
-from innerprobe.properties import (
+from innerprobe.core.errors import DataError, NotApplicableError, UnknownNameError
+from innerprobe.protocol.properties import (
     ETHICAL_STANCE_QUESTIONS,
+    NONCOMPLIANCE_REASONS,
     PROPERTIES,
     TASK_KINDS,
     Extraction,
     clean_response,
     extract_with_compliance,
     get_property,
-    NONCOMPLIANCE_REASONS,
     is_compliant_object,
     list_properties,
     object_noncompliance,

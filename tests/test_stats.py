@@ -1,4 +1,4 @@
-"""Tests for innerprobe.stats: intervals, baselines, paired tests, calibration, recovery."""
+"""Tests for innerprobe.core.stats: intervals, baselines, paired tests, calibration, recovery."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from innerprobe.errors import DataError
-from innerprobe.stats import (
+from innerprobe.core.errors import DataError
+from innerprobe.core.stats import (
     Estimate,
     accuracy,
     bootstrap_ci,

@@ -8,13 +8,26 @@ from pathlib import Path
 
 import pytest
 
-from innerprobe import behavior
-from innerprobe.behavior import BehaviorConfig, ItemLabels, behave, elicit_object, property_labels
-from innerprobe.prompts import PromptSpec
-from innerprobe.properties import get_property
-from innerprobe.tasks import TASKS, choice_items, get_task, item_meta, load_items, make_items
-from innerprobe.tasks.items import build_meta
-from innerprobe.tasks.registry import FAMILY_DEFAULTS, object_defaults
+from innerprobe.behavior import elicitation as behavior
+from innerprobe.behavior.elicitation import (
+    BehaviorConfig,
+    ItemLabels,
+    behave,
+    elicit_object,
+    property_labels,
+)
+from innerprobe.protocol.prompts import PromptSpec
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import (
+    TASKS,
+    choice_items,
+    get_task,
+    item_meta,
+    load_items,
+    make_items,
+)
+from innerprobe.protocol.tasks.items import build_meta
+from innerprobe.protocol.tasks.registry import FAMILY_DEFAULTS, object_defaults
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results" / "compliance_by_task.md"

@@ -1,4 +1,4 @@
-"""Tests for innerprobe.tasks: generation, rendering, the release loader and the front door."""
+"""Tests for innerprobe.protocol.tasks: generation, rendering, the release loader and the front door."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, DatasetDict
 
-from innerprobe.errors import DataError, UnknownNameError
-from innerprobe.tasks import (
+from innerprobe.core.errors import DataError, UnknownNameError
+from innerprobe.protocol.tasks import (
     ITEM_COLUMNS,
     Task,
     choice_items,

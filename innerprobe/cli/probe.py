@@ -1,0 +1,120 @@
+"""``innerprobe probe``: per-layer probes with controls and O→H transfer on a captured store.
+
+Reads the O run (``("object", site, "o_last")``) and H runs (``("hypothetical", site, pos)``) of an
+activation store, probes the target label at every layer (ridge and mass-mean by default; logistic on request), and writes
+``results.parquet`` (tidy, with controls and CIs), ``directions.safetensors`` (+ JSON sidecar),
+``summary.json`` and one HTML figure per probe to ``--out``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from innerprobe.activations.store import ActivationStore
+from innerprobe.cli.ui import Bars, console, fail, out_console, preflight
+from innerprobe.core.errors import InnerprobeError
+from innerprobe.core.io import provenance, write_json, write_parquet
+from innerprobe.probes.fit import ProbeConfig, best_layers, plot_layer_curves, probe_store
+
+log = logging.getLogger(__name__)
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _open_store(path: Path) -> Any:
+    """The activation store at ``path`` (a seam tests can replace)."""
+
+    return ActivationStore.open(path)
+
+
+def _summary_table(best: Any, title: str) -> Any:
+    """Best layer per (probe, split, items): held-out accuracy (Wilson CI), the naive max beside it."""
+
+    table = Table(title=title, caption=str(best["selection"].iloc[0]) if len(best) and "selection" in best else None)
+    for col in ("probe", "split", "items", "layer", "acc [95% CI]", "naive max (layer)", "ctrl task",
+                "selectivity [95% CI]", "majority"):
+        table.add_column(col)
+    for r in best.itertuples():
+        sel = (
+            f"{r.selectivity:+.3f} [{r.selectivity_ci_low:+.3f}, {r.selectivity_ci_high:+.3f}]"
+            if hasattr(r, "selectivity") else "–"
+        )
+        naive = f"{r.naive_value:.3f} ({r.naive_layer})" if hasattr(r, "naive_value") else "–"
+        table.add_row(
+            r.probe, r.split, r.items, str(r.layer), f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] n={r.n}",
+            naive, f"{r.control_task:.3f}" if hasattr(r, "control_task") else "–", sel, f"{r.majority:.3f}",
+        )
+    return table
+
+
+def probe_cmd(
+    store: Path = typer.Option(..., "--store", help="Activation store directory (from `innerprobe capture`)."),
+    target: str = typer.Option("object_answer", help="Label column: object_answer | property_value | ..."),
+    site: str = typer.Option("resid_post", help="Hook site in the store."),
+    positions: str = typer.Option("h_last", help="Hypothetical positions to probe and transfer to, comma-separated."),
+    probes: str = typer.Option(
+        "ridge,mass_mean", help="Probe families, comma-separated: ridge | mass_mean | logistic (L-BFGS, slow on CPU)."
+    ),
+    folds: int = typer.Option(5, min=2, help="Grouped stratified CV folds."),
+    C: float = typer.Option(0.1, "--C", help="Inverse L2 strength of the logistic probe (scikit-learn's C)."),
+    ridge_alpha: float = typer.Option(10.0, help="L2 strength of the ridge probe (scikit-learn's RidgeClassifier alpha)."),
+    min_count: int | None = typer.Option(None, min=1, help="Drop classes with fewer items (default: error if < folds)."),
+    controls: bool = typer.Option(True, help="Fit shuffled, control-task and random-projection controls."),
+    n_boot: int = typer.Option(1000, min=1, help="Bootstrap resamples for CIs."),
+    seed: int = typer.Option(0, help="Seed for folds, controls and bootstrap."),
+    out: Path = typer.Option(Path("runs/probe"), help="Output directory."),
+) -> None:
+    """Probe a label at every layer (with controls) and test O→H / H→O transfer."""
+
+    try:
+        config = ProbeConfig(
+            folds=folds, seed=seed, C=C, ridge_alpha=ridge_alpha, probes=tuple(_csv(probes)), controls=controls,
+            min_count=min_count, n_boot=n_boot,
+        )
+        st = _open_store(store)
+        preflight(out, "probe", None)
+        with Bars() as bars:
+            result = probe_store(
+                st, target, site=site, hypothetical_positions=_csv(positions), config=config,
+                progress=bars.factory,
+            )
+    except InnerprobeError as e:
+        fail(e)
+        return
+    manifest = dict(getattr(st, "manifest", {}) or {})
+    prov = provenance(
+        manifest.get("model") or manifest.get("fingerprint"), seed=seed,
+        template_hash=manifest.get("template_hash"), store=str(store), site=site, target=target,
+    )
+    df = result.to_dataframe()
+    write_parquet(out / "results.parquet", df)
+    result.save_directions(out / "directions.safetensors", prov)
+    best = best_layers(result)
+    write_json(out / "summary.json", {
+        "target": target, "site": site, "classes": result.classes, "n_items": result.n_items,
+        "n_dropped": result.n_dropped, "dropped_classes": result.dropped_classes,
+        "config": config.to_dict(), "best": best.to_dict(orient="records"),
+        "best_selection": str(best["selection"].iloc[0]) if len(best) else None,
+        "control_task": result.control, "warnings": result.warnings, "provenance": prov,
+    })
+    for probe in config.probes:
+        fig = plot_layer_curves(df, probe=probe)
+        with_path = out / f"layers_{probe}.html"
+        fig.write_html(str(with_path), include_plotlyjs="cdn")
+    if result.n_dropped:
+        console.print(f"dropped {len(result.dropped_classes)} rare classes ({result.n_dropped} items)")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    out_console.print(_summary_table(best, f"{target} · {site} · {result.n_items} items · {len(result.classes)} classes"))
+    console.print(f"wrote {out}/results.parquet, directions.safetensors, summary.json, layers_*.html")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("probe")(probe_cmd)
