@@ -18,6 +18,8 @@ Typical use::
 from innerprobe.protocol.tasks.generators import choice_items, english_words, split_of
 from innerprobe.protocol.tasks.items import ITEM_COLUMNS, KINDS, item_meta, make_items, normalise
 from innerprobe.protocol.tasks.loaders import (
+    as_items,
+    items_digest,
     is_release_file,
     load_hf,
     load_items,
@@ -41,6 +43,8 @@ __all__ = [
     "canonical_task_name",
     "choice_items",
     "english_words",
+    "as_items",
+    "items_digest",
     "get_task",
     "is_release_file",
     "item_meta",

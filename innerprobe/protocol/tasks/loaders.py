@@ -19,16 +19,17 @@ the file, the byte offset and the line.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, load_dataset, load_from_disk
 
 from innerprobe.core.errors import DataError, UnknownNameError
-from innerprobe.protocol.tasks.items import KINDS, build_meta, make_items
+from innerprobe.protocol.tasks.items import ITEM_COLUMNS, KINDS, build_meta, make_items
 from innerprobe.protocol.tasks.registry import RELEASE_NAMES, TASKS, canonical_task_name, get_task
 
 RELEASE_FIELDS: tuple[str, ...] = (
@@ -414,3 +415,71 @@ def load_items(source: str, *, n: int | None = None, split: str = "test", seed: 
     else:
         raise UnknownNameError("task", source, TASKS)
     return _first(items, n, source)
+
+
+# --- bring your own items -----------------------------------------------------
+
+ITEM_SOURCES = (
+    "a task name", "a file or folder path", "a Hub id", "a datasets.Dataset",
+    "a list of dicts (item records or rows with a 'question')",
+)
+
+
+def _records_to_items(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], where: str, task: str | None, split: str) -> Dataset:
+    if set(ITEM_COLUMNS) <= set(columns):
+        return make_items([dict(r) for r in rows])
+    if "question" in columns:
+        name = task or "user"
+        return make_items(
+            [
+                question_item(r, where=f"{where} row {i}", default_id=f"{name}-{i:05d}", default_task=name,
+                              split=split, source=where)
+                for i, r in enumerate(rows)
+            ]
+        )
+    raise DataError(
+        f"{where}: rows need the item columns {list(ITEM_COLUMNS)} or at least a 'question' column; "
+        f"got columns {sorted(columns)}"
+    )
+
+
+def as_items(
+    source: str | Path | Dataset | Sequence[Mapping[str, Any]],
+    *,
+    n: int | None = None,
+    split: str = "test",
+    seed: int = 0,
+    task: str | None = None,
+) -> Dataset:
+    """Items from whatever the caller holds: the front door every stage takes items through.
+
+    * a task name, a file, a folder or a Hub id → :func:`load_items`;
+    * a ``datasets.Dataset`` or a list of dicts, either already item records (``id``, ``task``,
+      ``question``, ``meta``: validated with :func:`make_items`) or rows with a ``question``
+      (and optional ``id``, ``task``, ``target``, ``options``, ``kind``, ``split``), read as a
+      question file's rows are (:func:`question_item`; ``task`` names them, default ``"user"``).
+
+    ``n`` keeps the first ``n`` items. Anything else raises ``DataError`` naming the valid sources.
+    """
+    if isinstance(source, (str, Path)):
+        return load_items(str(source), n=n, split=split, seed=seed)
+    if isinstance(source, Dataset):
+        items = _records_to_items(source, source.column_names, "dataset", task, split)
+    elif isinstance(source, Sequence) and all(isinstance(r, Mapping) for r in source):
+        if not source:
+            raise DataError("an empty list of items")
+        columns = sorted(set().union(*(r.keys() for r in source)))
+        items = _records_to_items(source, columns, "list of dicts", task, split)
+    else:
+        raise DataError(f"cannot read items from a {type(source).__name__}; valid sources: {', '.join(ITEM_SOURCES)}")
+    return _first(items, n, "items")
+
+
+def items_digest(items: Dataset) -> str:
+    """sha256 over the items' ids, questions and meta, in order: which items a result was made on."""
+    h = hashlib.sha256()
+    for row in items:
+        for col in ITEM_COLUMNS:
+            h.update(str(row[col]).encode())
+            h.update(b"\x1f")
+    return h.hexdigest()
