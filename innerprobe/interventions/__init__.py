@@ -1,5 +1,30 @@
-"""Floor 5: interventions on the residual stream (lenses, steering, ablation, injection).
+"""Floor 5: interventions on the residual stream: lenses, steering, ablation, replacement.
+
+:mod:`.positions` names where (real-token indices that survive padding and cached generation),
+:mod:`.edits` what (add a vector, project out a subspace, replace), :mod:`.hooks` installs them
+on TransformerLens hook points for any forward (``intervene``), and :mod:`.lens` reads
+next-token distributions off any layer (logit lens, tuned lens).
 """
 
 from __future__ import annotations
 
+from innerprobe.interventions.edits import AddVector, ProjectOut, Replace
+from innerprobe.interventions.hooks import Intervention, InterventionLog, intervene
+from innerprobe.interventions.lens import TunedLens, TunedLensConfig, logit_lens, train_tuned_lens
+from innerprobe.interventions.positions import (
+    All,
+    BeforePrefill,
+    From,
+    Generation,
+    Last,
+    Prompt,
+    Range,
+    Single,
+    Span,
+)
+
+__all__ = [
+    "AddVector", "All", "BeforePrefill", "From", "Generation", "Intervention", "InterventionLog", "Last",
+    "ProjectOut", "Prompt", "Range", "Replace", "Single", "Span", "TunedLens", "TunedLensConfig", "intervene",
+    "logit_lens", "train_tuned_lens",
+]

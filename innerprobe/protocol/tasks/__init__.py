@@ -19,8 +19,8 @@ from innerprobe.protocol.tasks.generators import choice_items, english_words, sp
 from innerprobe.protocol.tasks.items import ITEM_COLUMNS, KINDS, item_meta, make_items, normalise
 from innerprobe.protocol.tasks.loaders import (
     as_items,
-    items_digest,
     is_release_file,
+    items_digest,
     load_hf,
     load_items,
     load_questions,
