@@ -158,7 +158,7 @@ def test_control_pair_shows_no_effect():
     a = tok(A_TEXT)["input_ids"]
     p = _diff_positions(a, tok(B_TEXT)["input_ids"])[0]
     twin = 17 if a[p] != 17 else 18
-    emb = P._orig(model.hf_model.model.embed_tokens).weight
+    emb = P.original_module(model.hf_model.model.embed_tokens).weight
     with torch.no_grad():
         emb[twin] = emb[a[p]]
     b = list(a)

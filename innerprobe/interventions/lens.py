@@ -30,24 +30,18 @@ from torch import Tensor
 from innerprobe.behavior.inference import generate, left_pad
 from innerprobe.core.errors import DataError
 from innerprobe.core.io import atomic_path, provenance, read_json, write_json
-from innerprobe.models.loaded import LoadedModel
-
-
-def _orig(module: Any) -> Any:
-    while hasattr(module, "original_component"):
-        module = module.original_component
-    return module
+from innerprobe.models.loaded import LoadedModel, original_module
 
 
 def final_norm(model: LoadedModel) -> torch.nn.Module:
     """The model's final norm module (the HF module, not its bridge wrapper: no hooks fire)."""
     inner = getattr(model.hf_model, "model", None) or model.hf_model.base_model
-    return _orig(inner.norm)
+    return original_module(inner.norm)
 
 
 def unembed(model: LoadedModel, h: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab"]:
     """Final norm, unembedding and (Gemma) logit soft-capping of a residual vector."""
-    head = _orig(model.hf_model.get_output_embeddings())
+    head = original_module(model.hf_model.get_output_embeddings())
     logits = head(final_norm(model)(h.to(head.weight.dtype)))
     cap = getattr(model.hf_model.config, "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits

@@ -99,3 +99,14 @@ class LoadedModel:
     @property
     def d_model(self) -> int:
         return int(self.bridge.cfg.d_model)
+
+
+def original_module(module: Any) -> Any:
+    """The HF module a TransformerBridge component wraps (or the module itself).
+
+    Calling the original module runs the same computation without firing the bridge's hook
+    points, which is what a fast path or a lens readout wants.
+    """
+    while hasattr(module, "original_component"):
+        module = module.original_component
+    return module

@@ -66,6 +66,7 @@ from transformers.activations import ACT2FN
 
 from innerprobe.core.errors import DataError, NotApplicableError, UnknownNameError
 from innerprobe.core.stats import Estimate, bootstrap_ci, normalised_recovery, select_and_estimate
+from innerprobe.models.loaded import original_module
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +79,8 @@ Progress = Callable[[int], None] | None
 # --------------------------------------------------------------------------- the forward
 
 
-def _orig(module: Any) -> Any:
-    """The HF module a TransformerBridge component wraps (or the module itself)."""
-    while hasattr(module, "original_component"):
-        module = module.original_component
-    return module
-
-
 def _weight(linear: Any) -> tuple[Tensor, Tensor | None]:
-    lin = _orig(linear)
+    lin = original_module(linear)
     return lin.weight.detach(), (lin.bias.detach() if getattr(lin, "bias", None) is not None else None)
 
 
@@ -162,9 +156,9 @@ class LlamaStack:
         inner = hf.model
         self.layers: list[_Layer] = []
         for block in inner.layers:
-            dec = _orig(block)
-            attn, mlp = _orig(dec.self_attn), _orig(dec.mlp)
-            n1, n2 = _orig(dec.input_layernorm), _orig(dec.post_attention_layernorm)
+            dec = original_module(block)
+            attn, mlp = original_module(dec.self_attn), original_module(dec.mlp)
+            n1, n2 = original_module(dec.input_layernorm), original_module(dec.post_attention_layernorm)
             self.layers.append(
                 _Layer(
                     n1.weight.detach(), float(n1.variance_epsilon),
@@ -178,11 +172,11 @@ class LlamaStack:
             self.scaling = float(attn.scaling)
 
         self.act = ACT2FN[cfg.hidden_act]
-        norm = _orig(inner.norm)
+        norm = original_module(inner.norm)
         self.norm_w, self.norm_eps = norm.weight.detach(), float(norm.variance_epsilon)
-        self.unembed = _orig(hf.lm_head).weight.detach()
-        self.embed_w = _orig(inner.embed_tokens).weight.detach()
-        self.rotary = _orig(inner.rotary_emb)
+        self.unembed = original_module(hf.lm_head).weight.detach()
+        self.embed_w = original_module(inner.embed_tokens).weight.detach()
+        self.rotary = original_module(inner.rotary_emb)
         self.device = self.unembed.device
         self.cache_bytes = 1 << 30
         self._model = model
