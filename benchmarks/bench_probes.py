@@ -29,8 +29,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from innerprobe import probes as P
+from innerprobe.core.io import write_json
 
 log = logging.getLogger("bench_probes")
 
@@ -61,8 +63,6 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="JSON path for the numbers (default: log only)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
     half = args.layers // 2
@@ -131,8 +131,6 @@ def main() -> None:
         }
     log.info(json.dumps(result, indent=2))
     if args.out:
-        from innerprobe.core.io import write_json
-
         write_json(args.out, result)
 
 

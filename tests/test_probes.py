@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from innerprobe import probes as P
 from innerprobe.core.errors import DataError
-from innerprobe.probes import fit as P
 
 
 def _planted(n: int = 2000, d: int = 16, n_layers: int = 2, strength: float = 1.0, seed: int = 0):
@@ -36,11 +37,11 @@ def test_planted_direction_recovered_by_every_probe():
     x, y, u = _planted()
     res = P.run_probes({"O": x}, y, config=P.ProbeConfig(folds=3, n_boot=200, controls=False, probes=P.PROBES))
     for probe in ("mass_mean", "logistic", "ridge"):
-        dirs = res.directions[(probe, "O")].numpy()  # [layer, class, d]
+        dirs = res.directions[f"{probe}/O"].numpy()  # [layer, class, d]
         for layer in range(dirs.shape[0]):
             theta = dirs[layer, 1] - dirs[layer, 0]  # "yes" − "no"
             assert _cos(theta, u) > 0.99, (probe, layer)
-    acc = res.to_dataframe()
+    acc = res.table
     assert (acc["value"] > 0.8).all()
 
 
@@ -85,7 +86,7 @@ def _task_with_types(seed: int = 0, n: int = 400, d: int = 64):
 def test_controls_shuffled_near_chance_and_selectivity_positive():
     x, y, types = _task_with_types()
     res = P.run_probes({"O": x}, y, control_types=types, config=P.ProbeConfig(folds=4, n_boot=200))
-    df = res.to_dataframe()
+    df = res.table
     strong = df[(df["layer"] == 1)]
     for r in strong.itertuples():
         assert r.value > 0.9
@@ -101,8 +102,8 @@ def test_controls_shuffled_near_chance_and_selectivity_positive():
 def test_same_seed_same_numbers():
     x, y, types = _task_with_types(n=200)
     cfg = P.ProbeConfig(folds=3, n_boot=100)
-    a = P.run_probes({"O": x}, y, control_types=types, config=cfg).to_dataframe()
-    b = P.run_probes({"O": x}, y, control_types=types, config=cfg).to_dataframe()
+    a = P.run_probes({"O": x}, y, control_types=types, config=cfg).table
+    b = P.run_probes({"O": x}, y, control_types=types, config=cfg).table
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -120,7 +121,7 @@ def _o_and_h(shared: bool, n: int = 400, d: int = 32, seed: int = 0):
 @pytest.mark.parametrize("shared", [True, False])
 def test_transfer_o_to_h(shared: bool):
     runs, y = _o_and_h(shared)
-    df = P.run_probes(runs, y, config=FAST).to_dataframe()
+    df = P.run_probes(runs, y, config=FAST).table
     assert set(df["split"]) == {"O", "H:h_last", "O→H:h_last", "H:h_last→O"}
     within = df[(df["split"] == "H:h_last") & (df["probe"] == "mass_mean")]["value"].item()
     assert within > 0.9  # H alone always carries the label
@@ -195,16 +196,15 @@ def test_probe_store_filters_noncompliant_and_saves(tmp_path):
     store = _fake_store()
     res = P.probe_store(store, "object_answer", config=P.ProbeConfig(folds=3, n_boot=100))
     assert res.n_items == 228 and "junk" not in res.classes
-    df = res.to_dataframe()
+    df = res.table
     assert sorted(df["layer"].unique()) == [3, 7]
-    path = res.save_directions(tmp_path / "dirs.safetensors", {"seed": 0})
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
-    assert tensors["ridge/O"].shape == (2, 3, 32) and tensors["mass_mean/O"].shape == (2, 3, 32)
-    side = json.loads(path.with_suffix(".json").read_text())
+    res.provenance = {"seed": 0}
+    path = res.save(tmp_path / "probe")
+    tensors = load_file(str(path / "arrays.safetensors"))
+    assert tensors["directions/ridge/O"].shape == (2, 3, 32) and tensors["directions/mass_mean/O"].shape == (2, 3, 32)
+    side = json.loads((path / "result.json").read_text())["fields"]
     assert side["classes"] == res.classes and side["provenance"]["seed"] == 0
-    fig = P.plot_layer_curves(df)
+    fig = res.figure()
     assert len(fig.data) > 4
     best = P.best_layers(df)
     assert set(best["split"]) == {"O", "H:h_last", "O→H:h_last", "H:h_last→O"}
@@ -222,10 +222,16 @@ def test_cli_probe(tmp_path, monkeypatch):
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["probe", "--store", str(tmp_path), "--folds", "3", "--n-boot", "50", "--out", str(out)])
     assert r.exit_code == 0, r.output
-    for name in ("results.parquet", "directions.safetensors", "directions.json", "summary.json", "layers_ridge.html"):
+    for name in ("table.parquet", "arrays.safetensors", "result.json", "results.parquet", "summary.json",
+                 "layers_ridge.html", "layers_mass_mean.html"):
         assert (out / name).exists(), name
     df = pd.read_parquet(out / "results.parquet")
     assert {"selectivity", "control_task", "random_proj", "shuffled"} <= set(df.columns)
+    saved = P.ProbeResult.load(out)
+    pd.testing.assert_frame_equal(saved.table, df)
+    assert saved.directions["ridge/O"].shape == (2, 3, 32) and saved.provenance["seed"] == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best"] and "split B" in summary["best_selection"]
     bad = CliRunner().invoke(app, ["probe", "--store", str(tmp_path), "--folds", "100", "--out", str(out)])
     assert bad.exit_code == 2 and "fold" in bad.output
     bad = CliRunner().invoke(app, ["probe", "--store", str(tmp_path), "--probes", "ridge,lasso", "--out", str(out)])

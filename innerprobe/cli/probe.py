@@ -1,27 +1,54 @@
 """``innerprobe probe``: per-layer probes with controls and O→H transfer on a captured store.
 
 Reads the O run (``("object", site, "o_last")``) and H runs (``("hypothetical", site, pos)``) of an
-activation store, probes the target label at every layer (ridge and mass-mean by default; logistic on request), and writes
-``results.parquet`` (tidy, with controls and CIs), ``directions.safetensors`` (+ JSON sidecar),
-``summary.json`` and one HTML figure per probe to ``--out``.
+activation store, probes the target label at every layer (ridge and mass-mean by default; logistic
+on request), and writes to ``--out``:
+
+* the saved :class:`~innerprobe.probes.ProbeResult` (``ProbeResult.load(out)`` reads it back):
+  ``table.parquet`` (tidy, with controls and CIs), ``arrays.safetensors`` (directions
+  ``directions/<probe>/<run>`` and per-item correctness) and ``result.json`` (config, summary,
+  provenance);
+* ``results.parquet``: the same table under the name earlier versions wrote;
+* ``summary.json``: the best layers (selected on one half of the items, estimated on the other),
+  the control-task report and the provenance, for reading;
+* ``layers_<probe>.html``: one figure of layer curves per probe.
+
+Options are parsed into a :class:`~innerprobe.probes.ProbeConfig`, which checks them.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from innerprobe.activations.store import ActivationStore
+from innerprobe.cli.options import OutOpt, SeedOpt, SiteOpt
 from innerprobe.cli.ui import Bars, console, fail, out_console, preflight
 from innerprobe.core.errors import InnerprobeError
 from innerprobe.core.io import provenance, write_json, write_parquet
-from innerprobe.probes.fit import ProbeConfig, best_layers, plot_layer_curves, probe_store
+from innerprobe.probes import ProbeConfig, best_layers, probe_store
 
 log = logging.getLogger(__name__)
+
+StoreOpt = Annotated[Path, typer.Option("--store", help="Activation store directory (from `innerprobe capture`).")]
+TargetOpt = Annotated[str, typer.Option(help="Label column: object_answer | property_value | ...")]
+PositionsOpt = Annotated[str, typer.Option(help="Hypothetical positions to probe and transfer to, comma-separated.")]
+ProbesOpt = Annotated[str, typer.Option(
+    help="Probe families, comma-separated: ridge | mass_mean | logistic (L-BFGS, slow on CPU)."
+)]
+FoldsOpt = Annotated[int, typer.Option(min=2, help="Grouped stratified CV folds.")]
+COpt = Annotated[float, typer.Option("--C", help="Inverse L2 strength of the logistic probe (scikit-learn's C).")]
+RidgeAlphaOpt = Annotated[float, typer.Option(
+    help="L2 strength of the ridge probe (scikit-learn's RidgeClassifier alpha)."
+)]
+MinCountOpt = Annotated[int | None, typer.Option(help="Drop classes with fewer items (default: error if < folds).")]
+ControlsOpt = Annotated[bool, typer.Option(help="Fit shuffled, control-task and random-projection controls.")]
+NBootOpt = Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")]
+ProbeDeviceOpt = Annotated[str, typer.Option(help="Device of the fits: cpu | cuda | cuda:N | mps.")]
 
 
 def _csv(value: str) -> list[str]:
@@ -55,28 +82,27 @@ def _summary_table(best: Any, title: str) -> Any:
 
 
 def probe_cmd(
-    store: Path = typer.Option(..., "--store", help="Activation store directory (from `innerprobe capture`)."),
-    target: str = typer.Option("object_answer", help="Label column: object_answer | property_value | ..."),
-    site: str = typer.Option("resid_post", help="Hook site in the store."),
-    positions: str = typer.Option("h_last", help="Hypothetical positions to probe and transfer to, comma-separated."),
-    probes: str = typer.Option(
-        "ridge,mass_mean", help="Probe families, comma-separated: ridge | mass_mean | logistic (L-BFGS, slow on CPU)."
-    ),
-    folds: int = typer.Option(5, min=2, help="Grouped stratified CV folds."),
-    C: float = typer.Option(0.1, "--C", help="Inverse L2 strength of the logistic probe (scikit-learn's C)."),
-    ridge_alpha: float = typer.Option(10.0, help="L2 strength of the ridge probe (scikit-learn's RidgeClassifier alpha)."),
-    min_count: int | None = typer.Option(None, min=1, help="Drop classes with fewer items (default: error if < folds)."),
-    controls: bool = typer.Option(True, help="Fit shuffled, control-task and random-projection controls."),
-    n_boot: int = typer.Option(1000, min=1, help="Bootstrap resamples for CIs."),
-    seed: int = typer.Option(0, help="Seed for folds, controls and bootstrap."),
-    out: Path = typer.Option(Path("runs/probe"), help="Output directory."),
+    store: StoreOpt,
+    target: TargetOpt = "object_answer",
+    site: SiteOpt = "resid_post",
+    positions: PositionsOpt = "h_last",
+    probes: ProbesOpt = "ridge,mass_mean",
+    folds: FoldsOpt = 5,
+    C: COpt = 0.1,
+    ridge_alpha: RidgeAlphaOpt = 10.0,
+    min_count: MinCountOpt = None,
+    controls: ControlsOpt = True,
+    n_boot: NBootOpt = 1000,
+    seed: SeedOpt = 0,
+    device: ProbeDeviceOpt = "cpu",
+    out: OutOpt = Path("runs/probe"),
 ) -> None:
     """Probe a label at every layer (with controls) and test O→H / H→O transfer."""
 
     try:
         config = ProbeConfig(
             folds=folds, seed=seed, C=C, ridge_alpha=ridge_alpha, probes=tuple(_csv(probes)), controls=controls,
-            min_count=min_count, n_boot=n_boot,
+            min_count=min_count, n_boot=n_boot, device=device,
         )
         st = _open_store(store)
         preflight(out, "probe", None)
@@ -89,31 +115,29 @@ def probe_cmd(
         fail(e)
         return
     manifest = dict(getattr(st, "manifest", {}) or {})
-    prov = provenance(
+    result.provenance = provenance(
         manifest.get("model") or manifest.get("fingerprint"), seed=seed,
         template_hash=manifest.get("template_hash"), store=str(store), site=site, target=target,
     )
-    df = result.to_dataframe()
-    write_parquet(out / "results.parquet", df)
-    result.save_directions(out / "directions.safetensors", prov)
+    result.save(out)
+    write_parquet(out / "results.parquet", result.table)
     best = best_layers(result)
     write_json(out / "summary.json", {
         "target": target, "site": site, "classes": result.classes, "n_items": result.n_items,
         "n_dropped": result.n_dropped, "dropped_classes": result.dropped_classes,
         "config": config.to_dict(), "best": best.to_dict(orient="records"),
         "best_selection": str(best["selection"].iloc[0]) if len(best) else None,
-        "control_task": result.control, "warnings": result.warnings, "provenance": prov,
+        "control_task": result.control, "warnings": result.warnings, "provenance": result.provenance,
     })
     for probe in config.probes:
-        fig = plot_layer_curves(df, probe=probe)
-        with_path = out / f"layers_{probe}.html"
-        fig.write_html(str(with_path), include_plotlyjs="cdn")
+        result.figure(probe=probe).write_html(str(out / f"layers_{probe}.html"), include_plotlyjs="cdn")
     if result.n_dropped:
         console.print(f"dropped {len(result.dropped_classes)} rare classes ({result.n_dropped} items)")
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     out_console.print(_summary_table(best, f"{target} · {site} · {result.n_items} items · {len(result.classes)} classes"))
-    console.print(f"wrote {out}/results.parquet, directions.safetensors, summary.json, layers_*.html")
+    console.print(f"wrote {out}/: table.parquet, arrays.safetensors, result.json (ProbeResult.load), "
+                  "results.parquet, summary.json, layers_*.html")
 
 
 def register(app: typer.Typer) -> None:

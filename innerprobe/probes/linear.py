@@ -1,0 +1,66 @@
+"""The one shape every fitted probe takes: affine readouts ``logits = x W + b`` per (layer, fold).
+
+All three probe families (ridge, logistic, mass-mean) end as a :class:`LinearProbe` in *raw*
+activation units: whatever standardisation a family fits in is folded into ``W`` and ``b``
+(``z = (x − μ)/σ`` gives ``z·V + c = x·(V/σ) + (c − (μ/σ)·V)``), so scoring a run never copies or
+rescales the activations. Held-out predictions come from each item's own fold
+(:func:`heldout_predictions`); the last fold row is the all-items fit whose class-centred weight
+vectors are the probe's *directions*.
+
+:func:`standardise_stats` computes the train-fold mean and standard deviation that
+scikit-learn's ``StandardScaler`` would, for every (layer, fold) at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+__all__ = ["LinearProbe", "standardise_stats", "heldout_predictions"]
+
+
+@dataclass
+class LinearProbe:
+    """Affine readouts in raw activation space, one per (layer, fold): ``logits = x W + b``."""
+
+    W: Float[Tensor, "layer fold d n_class"]
+    b: Float[Tensor, "layer fold n_class"]
+    raw_directions: Float[Tensor, "layer fold n_class d"] | None = None
+
+    def logits(self, x: Float[Tensor, "layer n d"]) -> Float[Tensor, "layer fold n n_class"]:
+        return torch.einsum("lnd,lfdc->lfnc", x, self.W) + self.b[:, :, None, :]
+
+    def directions(self) -> Float[Tensor, "layer n_class d"]:
+        """Per-class weight vectors of the all-items fit (last fold row), centred over classes."""
+        if self.raw_directions is not None:
+            return self.raw_directions[:, -1].contiguous()
+        w = self.W[:, -1]  # [layer, d, C]
+        return (w - w.mean(-1, keepdim=True)).permute(0, 2, 1).contiguous()
+
+
+def standardise_stats(
+    x: Float[Tensor, "layer n d"], w: Float[Tensor, "fold n"]
+) -> tuple[Float[Tensor, "layer fold d"], Float[Tensor, "layer fold d"]]:
+    """Weighted mean and population std per (layer, fold); zero std becomes 1 (as StandardScaler)."""
+    cnt = w.sum(1)[None, :, None]
+    mu = torch.einsum("fn,lnd->lfd", w, x) / cnt
+    ex2 = torch.einsum("fn,lnd->lfd", w, x * x) / cnt
+    var = (ex2 - mu * mu).clamp_min(0)
+    sd = var.sqrt()
+    sd = torch.where(sd < 1e-7 * (mu.abs() + 1), torch.ones_like(sd), sd)
+    return mu, sd
+
+
+def heldout_predictions(
+    probe: LinearProbe, x: Float[Tensor, "layer n d"], fold: Int[np.ndarray, " n"]
+) -> tuple[Int[Tensor, "layer n"], Int[Tensor, "layer n"]]:
+    """(out-of-fold predictions from each item's own held-out fold, predictions of the all-items fit)."""
+    logits = probe.logits(x.to(probe.W))  # [l, F+1, n, C]
+    pred = logits.argmax(-1)
+    f = torch.as_tensor(fold, device=pred.device)
+    oof = pred.gather(1, f[None, None, :].expand(pred.shape[0], 1, -1)).squeeze(1)
+    return oof, pred[:, -1]
