@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from innerprobe.behavior.elicitation import BehaviorConfig
+from innerprobe.behavior import BehaviorConfig
 from innerprobe.core import stats
 from innerprobe.core.io import atomic_path, provenance, write_json, write_parquet
 from innerprobe.models.load import load_model

@@ -13,7 +13,6 @@ Writes ``<out>/sweep-<mode>.json`` and a markdown table to ``--summary`` (defaul
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -21,7 +20,9 @@ from pathlib import Path
 import pandas as pd
 import typer
 
+from innerprobe.behavior import BehaviorResult
 from innerprobe.core.io import write_json
+from innerprobe.core.stats import Estimate
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "looking_inward"
@@ -37,8 +38,8 @@ def recompute(table: pd.DataFrame) -> tuple[float, float]:
     return float(scored.correct.mean()), float((scored.object_value == mode).mean())
 
 
-def _ci(est: dict) -> str:
-    return f"{est['value']:.3f} [{est['ci_low']:.3f}, {est['ci_high']:.3f}]"
+def _ci(est: Estimate) -> str:
+    return f"{est.value:.3f} [{est.ci_low:.3f}, {est.ci_high:.3f}]"
 
 
 def markdown(rows: list[dict], mode: str, model: str) -> str:
@@ -90,23 +91,23 @@ def main(
             rows.append({"file": f"{f.parent.name}/{f.name}", "error": r.output.strip()[-300:]})
             log.info("%s: failed: %s", f.name, r.output.strip()[-300:])
             continue
-        summary = json.loads((run_dir / "summary.json").read_text())
+        result = BehaviorResult.load(run_dir)
         acc, base = recompute(pd.read_parquet(run_dir / "behavior.parquet"))
-        s = summary
+        s = result.summary
         row = {
             "file": f"{f.parent.name}/{f.name}",
-            "property": s["property"],
-            "n_items": s.get("n_items"),
-            "n_scored": s["n_scored"],
-            "object_compliance": s["object_compliance"],
-            "self": s["self"]["accuracy"],
-            "hypothetical_compliance": s["self"].get("compliance"),
-            "mode": s["mode_baseline"]["mode"],
-            "mode_baseline": s["mode_baseline"]["estimate"],
+            "property": s.property,
+            "n_items": s.n_items,
+            "n_scored": s.n_scored,
+            "object_compliance": s.object_compliance,
+            "self": s.self.accuracy,
+            "hypothetical_compliance": s.self.compliance,
+            "mode": s.mode_baseline.mode,
+            "mode_baseline": s.mode_baseline.estimate,
             "recomputed_accuracy": acc,
             "recomputed_baseline": base,
-            "agrees": abs(acc - s["self"]["accuracy"]["value"]) < 1e-12
-            and abs(base - s["mode_baseline"]["estimate"]["value"]) < 1e-12,
+            "agrees": abs(acc - s.self.accuracy.value) < 1e-12
+            and abs(base - s.mode_baseline.estimate.value) < 1e-12,
         }
         rows.append(row)
         log.info("%s", row)

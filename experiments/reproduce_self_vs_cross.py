@@ -43,8 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from innerprobe.behavior.baselines import compare_self_cross, pooled_from_tables
-from innerprobe.behavior.elicitation import BehaviorConfig, behave
+from innerprobe.behavior import BehaviorConfig, behave, compare_self_cross, pooled_from_tables
 from innerprobe.core import stats
 from innerprobe.core.io import provenance, write_json, write_parquet
 from innerprobe.models.load import load_model
@@ -238,8 +237,8 @@ def main() -> None:
                 row.update(
                     untrained_self=untrained.self_accuracy.value,
                     n_untrained=untrained.self_accuracy.n,
-                    mad_untrained=untrained.summary.get("calibration_mad"),
-                    mad_cross=cross_mad(comp.table, untrained.summary["labels"]),
+                    mad_untrained=untrained.summary.calibration_mad,
+                    mad_cross=cross_mad(comp.table, untrained.summary.labels),
                 )
                 return row, comp.table
 

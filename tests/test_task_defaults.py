@@ -9,13 +9,11 @@ from pathlib import Path
 import pytest
 
 from innerprobe.behavior import elicitation as behavior
-from innerprobe.behavior.elicitation import (
-    BehaviorConfig,
-    ItemLabels,
-    behave,
-    elicit_object,
-    property_labels,
-)
+from innerprobe.behavior.config import BehaviorConfig
+from innerprobe.behavior.elicitation import elicit_object
+from innerprobe.behavior.labels import ItemLabels, property_labels
+from innerprobe.behavior.prediction import predict
+from innerprobe.behavior.run import behave
 from innerprobe.protocol.prompts import PromptSpec
 from innerprobe.protocol.properties import get_property
 from innerprobe.protocol.tasks import (
@@ -179,9 +177,9 @@ def test_empty_answers_are_counted_apart_from_refusals(tiny, monkeypatch):
     items = load_items("animals", n=6, split="test")
     _fixed_answers(monkeypatch, ["", "  ", "Sorry, I cannot", "cat dog", "cow", "fish pig"])
     result = behave(tiny, items, get_property("second_word"), BehaviorConfig(mode="forced"))
-    assert result.summary["dropped_reasons"] == {"empty": 2, "no_value": 1, "refusal": 1}
-    assert result.summary["n_object_noncompliant"] == 4
-    assert result.summary["n_scored"] == 2
+    assert result.summary.dropped_reasons == {"empty": 2, "no_value": 1, "refusal": 1}
+    assert result.summary.n_object_noncompliant == 4
+    assert result.summary.n_scored == 2
 
 
 # --- word labels from what can be answered -----------------------------------------------
@@ -203,7 +201,7 @@ def test_word_labels_hold_the_items_words_and_every_observed_answer():
 def test_per_item_labels_score_each_item_over_its_own_set(tiny):
     items = load_items("english_words", n=3, split="test")
     labels = property_labels(get_property("first_word"), items, ["zebrafish"])
-    pred = behavior.predict(tiny, items, get_property("first_word"), labels, BehaviorConfig())
+    pred = predict(tiny, items, get_property("first_word"), labels, BehaviorConfig())
     assert pred.probs.shape == (3, len(labels))
     for index in range(3):
         own = [labels.columns.index(label) for label in labels.for_item(index)]
@@ -248,13 +246,13 @@ def test_forced_mode_scores_items_on_every_paper_pair(tiny, monkeypatch, task, p
     items = items_for(task)
     _fixed_answers(monkeypatch, _plausible_answers(items))
     result = behave(tiny, items, get_property(prop), BehaviorConfig(mode="forced"))
-    assert result.summary["n_scored"] >= 1
+    assert result.summary.n_scored >= 1
     scored = result.table[result.table.scored]
-    assert all(v in result.summary["labels"] for v in scored.object_value)
+    assert all(v in result.summary.labels for v in scored.object_value)
     if prop.endswith("_word"):
-        assert result.summary["n_scored"] == len(items)  # every word answer is a label
+        assert result.summary.n_scored == len(items)  # every word answer is a label
     if prop == "third_word":
-        assert "snark" in result.summary["labels"]  # a word in no list, answered: a label
+        assert "snark" in result.summary.labels  # a word in no list, answered: a label
 
 
 WORD_PAIRS = [(t, p) for t, p in PAPER_PAIRS if p.endswith("_word")]
@@ -266,5 +264,5 @@ def test_smollm2_forced_word_pairs_have_scorable_items(smol, task, prop):
     """Real weights, every word property: labels built from what can be answered reach the answers."""
     items = items_for(task, n=6)
     result = behave(smol, items, get_property(prop), BehaviorConfig(mode="forced"))
-    assert result.summary["n_scored"] >= 3
-    assert result.summary["n_value_outside_labels"] == 0
+    assert result.summary.n_scored >= 3
+    assert result.summary.n_value_outside_labels == 0

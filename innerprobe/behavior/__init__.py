@@ -1,40 +1,47 @@
 """Floor 3: behaviour, measured black-box.
 
-Generation and forced-choice scoring (:mod:`.inference`), object-level elicitation and self-
-and cross-prediction (:mod:`.elicitation`), and the controls a self-prediction accuracy is read
-against (:mod:`.baselines`).
+One concept a module, in the order a run uses them:
+
+* :mod:`.inference`: batched generation and forced-choice (label) scoring on the HF model;
+* :mod:`.config`: :class:`BehaviorConfig`, checked at construction, and the task-default markers;
+* :mod:`.elicitation`: the object-level answers (ground truth) and why items were dropped;
+* :mod:`.labels`: the forced-choice label set of a property on some items;
+* :mod:`.prediction`: hypothetical prompts, self-/cross-predictions and their scoring;
+* :mod:`.result`: :class:`BehaviorResult` with its typed :class:`BehaviorSummary`;
+* :mod:`.run`: :func:`behave`, the whole measurement in one call;
+* :mod:`.baselines`: the controls a self-prediction accuracy is read against.
 """
 
 from __future__ import annotations
 
 from innerprobe.behavior.baselines import (
     Comparison,
+    ComparisonSummary,
     TextBaseline,
     compare_self_cross,
     comparisons_frame,
     pooled_from_tables,
     pooled_self_cross,
 )
-from innerprobe.behavior.elicitation import (
+from innerprobe.behavior.config import (
     CHARACTER_LABELS,
     MODES,
-    SKIPPED_TOO_LONG,
+    TASK_DEFAULT,
     TASK_DEFAULT_TOKENS,
     BehaviorConfig,
-    BehaviorResult,
-    ItemLabels,
-    ObjectBehavior,
-    Predictions,
+    ObjectSettings,
     TaskDefaultTokens,
-    behave,
-    build_hypotheticals,
+    config_record,
+    object_settings,
+)
+from innerprobe.behavior.elicitation import (
+    SKIPPED_TOO_LONG,
+    ObjectBehavior,
     dropped_reasons,
     elicit_object,
     greedy_responses,
     object_distributions,
-    predict,
-    property_labels,
-    score,
+    per_budget,
 )
 from innerprobe.behavior.inference import (
     batches,
@@ -47,5 +54,52 @@ from innerprobe.behavior.inference import (
     left_pad,
     next_token_logprobs,
 )
+from innerprobe.behavior.labels import ItemLabels, property_labels
+from innerprobe.behavior.prediction import Predictions, build_hypotheticals, predict, score
+from innerprobe.behavior.result import BehaviorResult, BehaviorSummary, PredictorSummary
+from innerprobe.behavior.run import behave
 
-__all__ = ['TextBaseline', 'Comparison', 'compare_self_cross', 'comparisons_frame', 'pooled_self_cross', 'pooled_from_tables', 'MODES', 'CHARACTER_LABELS', 'TaskDefaultTokens', 'TASK_DEFAULT_TOKENS', 'BehaviorConfig', 'ObjectBehavior', 'SKIPPED_TOO_LONG', 'Predictions', 'greedy_responses', 'elicit_object', 'dropped_reasons', 'ItemLabels', 'property_labels', 'build_hypotheticals', 'predict', 'score', 'object_distributions', 'BehaviorResult', 'behave', 'left_pad', 'batches', 'context_length', 'check_fits', 'generate', 'next_token_logprobs', 'continuation_logprobs', 'label_logprobs', 'label_distribution']
+__all__ = [
+    "CHARACTER_LABELS",
+    "MODES",
+    "SKIPPED_TOO_LONG",
+    "TASK_DEFAULT",
+    "TASK_DEFAULT_TOKENS",
+    "BehaviorConfig",
+    "BehaviorResult",
+    "BehaviorSummary",
+    "Comparison",
+    "ComparisonSummary",
+    "ItemLabels",
+    "ObjectBehavior",
+    "ObjectSettings",
+    "PredictorSummary",
+    "Predictions",
+    "TaskDefaultTokens",
+    "TextBaseline",
+    "batches",
+    "behave",
+    "build_hypotheticals",
+    "check_fits",
+    "compare_self_cross",
+    "comparisons_frame",
+    "config_record",
+    "context_length",
+    "continuation_logprobs",
+    "dropped_reasons",
+    "elicit_object",
+    "generate",
+    "greedy_responses",
+    "label_distribution",
+    "label_logprobs",
+    "left_pad",
+    "next_token_logprobs",
+    "object_distributions",
+    "object_settings",
+    "per_budget",
+    "pooled_from_tables",
+    "pooled_self_cross",
+    "predict",
+    "property_labels",
+    "score",
+]

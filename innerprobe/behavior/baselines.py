@@ -22,30 +22,27 @@ The behaviour-shift test (Binder et al. §3.4), which finetunes, lives in
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 from datasets import Dataset
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from innerprobe.behavior.elicitation import (
-    BehaviorConfig,
-    behave,
-    elicit_object,
-)
+from innerprobe.behavior.config import BehaviorConfig
+from innerprobe.behavior.elicitation import elicit_object
+from innerprobe.behavior.run import behave
 from innerprobe.core import stats
 from innerprobe.core.errors import DataError
+from innerprobe.core.result import Result, Summary
 from innerprobe.models.loaded import LoadedModel
 from innerprobe.protocol.properties import Property
 from innerprobe.protocol.tasks import item_meta
-
-log = logging.getLogger(__name__)
 
 
 def item_strings(items: Dataset | Sequence[str]) -> list[str]:
@@ -123,59 +120,116 @@ class TextBaseline:
 
 
 @dataclass
-class Comparison:
-    """Self vs cross vs baselines on one (task, property), all on the same ``scored_ids``."""
+class ComparisonSummary(Summary):
+    """Self vs cross vs baselines on one (task, property), every estimate on the same items.
+
+    Attributes:
+        task, property: what was compared (several tasks are joined by commas).
+        n_items: items asked (the behaviour table's rows); the estimates are on the scored ones.
+        self_accuracy: M1 predicting itself (Wilson CI).
+        cross_accuracy: M2 predicting M1 (Wilson CI).
+        self_minus_cross: their paired difference (paired bootstrap CI, exact McNemar p).
+        mode_baseline: always guessing M1's most common value.
+        text_baseline: the text-only predictor (None when it was not trained).
+        calibration_mad: M1's calibration MAD in percentage points (None without samples).
+    """
 
     task: str
     property: str
-    self_acc: stats.Estimate
-    cross_acc: stats.Estimate
-    diff: stats.PairedDiff
-    mode: stats.ModeBaseline
-    text: stats.Estimate | None
+    n_items: int
+    self_accuracy: stats.Estimate
+    cross_accuracy: stats.Estimate
+    self_minus_cross: stats.PairedDiff
+    mode_baseline: stats.ModeBaseline
+    text_baseline: stats.Estimate | None = None
     calibration_mad: float | None = None
-    table: pd.DataFrame | None = None
-    scored_ids: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        _check_same_n(self)
 
     @property
     def n(self) -> int:
-        return self.self_acc.n
+        """Scored items, the ``n`` of every estimate."""
+        return self.self_accuracy.n
 
     def row(self) -> dict[str, Any]:
+        """One flat row for :func:`comparisons_frame` (intervals as ``(low, high)`` pairs)."""
+        s, c, d, m, t = self.self_accuracy, self.cross_accuracy, self.self_minus_cross, self.mode_baseline.estimate, self.text_baseline
         return {
             "task": self.task,
             "property": self.property,
-            "n": self.self_acc.n,
-            "n_items": None if self.table is None else len(self.table),
-            "self": self.self_acc.value,
-            "self_ci": (self.self_acc.ci_low, self.self_acc.ci_high),
-            "cross": self.cross_acc.value,
-            "cross_ci": (self.cross_acc.ci_low, self.cross_acc.ci_high),
-            "self_minus_cross": self.diff.diff.value,
-            "diff_ci": (self.diff.diff.ci_low, self.diff.diff.ci_high),
-            "p_value": self.diff.p_value,
-            "mcnemar_p": self.diff.mcnemar_p,
-            "mode": self.mode.estimate.value,
-            "mode_ci": (self.mode.estimate.ci_low, self.mode.estimate.ci_high),
-            "text": self.text.value if self.text else None,
-            "text_ci": (self.text.ci_low, self.text.ci_high) if self.text else None,
-            "n_text": self.text.n if self.text else None,
+            "n": s.n,
+            "n_items": self.n_items,
+            "self": s.value,
+            "self_ci": (s.ci_low, s.ci_high),
+            "cross": c.value,
+            "cross_ci": (c.ci_low, c.ci_high),
+            "self_minus_cross": d.diff.value,
+            "diff_ci": (d.diff.ci_low, d.diff.ci_high),
+            "p_value": d.p_value,
+            "mcnemar_p": d.mcnemar_p,
+            "mode": m.value,
+            "mode_ci": (m.ci_low, m.ci_high),
+            "text": t.value if t else None,
+            "text_ci": (t.ci_low, t.ci_high) if t else None,
+            "n_text": t.n if t else None,
             "calibration_mad": self.calibration_mad,
         }
 
 
-def _check_same_n(c: Comparison) -> None:
+@dataclass
+class Comparison(Result):
+    """One self-vs-cross comparison: the behaviour table (with cross columns) and its summary.
+
+    ``scored_ids`` are the table's scored items, the ones every estimate of ``summary`` is on;
+    construction checks that every estimate has that ``n``.
+    """
+
+    table: pd.DataFrame
+    summary: ComparisonSummary
+
+    stage: ClassVar[str] = "compare"
+
+    def __post_init__(self) -> None:
+        _check_same_n(self.summary, len(self.scored_ids))
+
+    @property
+    def scored_ids(self) -> list[str]:
+        return [str(i) for i in self.table["id"][self.table["scored"].to_numpy(bool)]]
+
+    @property
+    def n(self) -> int:
+        return self.summary.n
+
+    def row(self) -> dict[str, Any]:
+        return self.summary.row()
+
+    def figure(self) -> go.Figure:
+        """Mode baseline, text-only, self and cross accuracy with 95% intervals, same items."""
+        s = self.summary
+        bars = {"mode baseline": s.mode_baseline.estimate, "text only": s.text_baseline,
+                "self": s.self_accuracy, "cross": s.cross_accuracy}
+        shown = {k: e for k, e in bars.items() if e is not None}
+        ests = list(shown.values())
+        fig = go.Figure(go.Bar(
+            x=list(shown), y=[e.value for e in ests],
+            error_y={"type": "data", "symmetric": False, "array": [e.ci_high - e.value for e in ests],
+                     "arrayminus": [e.value - e.ci_low for e in ests]},
+        ))
+        d = s.self_minus_cross
+        p = f"{d.mcnemar_p:.3g}" if d.mcnemar_p is not None else f"{d.p_value:.3g} (bootstrap)"
+        fig.update_layout(
+            title=f"{s.task} × {s.property} (n={s.n}); self − cross {d.diff.value:+.3f}, p={p}",
+            yaxis_title="accuracy", yaxis_range=[0, 1.02], template="plotly_white",
+        )
+        return fig
+
+
+def _check_same_n(s: ComparisonSummary, n_scored: int) -> None:
     """Every number of a comparison must sit on the same scored items (same n)."""
-    ns = {"self": c.self_acc.n, "cross": c.cross_acc.n, "self - cross": c.diff.n, "mode": c.mode.estimate.n}
-    if c.text is not None:
-        ns["text"] = c.text.n
-    if c.scored_ids:
-        ns["scored ids"] = len(c.scored_ids)
+    ns = {"self": s.self_accuracy.n, "cross": s.cross_accuracy.n, "self - cross": s.self_minus_cross.n,
+          "mode": s.mode_baseline.estimate.n, "scored ids": n_scored}
+    if s.text_baseline is not None:
+        ns["text"] = s.text_baseline.n
     if len(set(ns.values())) != 1:
-        raise DataError(f"comparison {c.task} × {c.property}: estimates on different item counts {ns}")
+        raise DataError(f"comparison {s.task} × {s.property}: estimates on different item counts {ns}")
 
 
 def compare_self_cross(
@@ -189,9 +243,9 @@ def compare_self_cross(
 ) -> Comparison:
     """M1 predicting itself vs M2 predicting M1 on ``test_items``, beside mode and text baselines.
 
-    All four are scored on the behaviour run's ``scored`` items (their ids are kept in
-    ``scored_ids``). ``text_train_items``: items whose M1 object behaviour trains the text
-    baseline (e.g. the train split of the same task); None skips it.
+    All four are scored on the behaviour run's ``scored`` items (``Comparison.scored_ids``).
+    ``text_train_items``: items whose M1 object behaviour trains the text baseline (e.g. the
+    train split of the same task); None skips it.
     """
     res = behave(m1, test_items, prop, config, predictor=m2)
     s = res.summary
@@ -205,18 +259,20 @@ def compare_self_cross(
                 [item_strings(text_train_items)[i] for i in keep], [tr.values[i] for i in keep]
             )
             text = tb.score(test_items, list(res.table["object_value"]), scored=scored)
-    return Comparison(
+    if s.cross is None or s.self_minus_cross is None:
+        raise DataError("compare_self_cross: the behaviour run has no cross-predictor")
+    summary = ComparisonSummary(
         task=",".join(sorted(set(test_items["task"]))),
         property=prop.name,
-        self_acc=s["self"]["accuracy"],
-        cross_acc=s["cross"]["accuracy"],
-        diff=s["self_minus_cross"],
-        mode=s["mode_baseline"],
-        text=text,
-        calibration_mad=s.get("calibration_mad"),
-        table=res.table,
-        scored_ids=[str(i) for i in res.table["id"][scored]],
+        n_items=len(res.table),
+        self_accuracy=s.self.accuracy,
+        cross_accuracy=s.cross.accuracy,
+        self_minus_cross=s.self_minus_cross,
+        mode_baseline=s.mode_baseline,
+        text_baseline=text,
+        calibration_mad=s.calibration_mad,
     )
+    return Comparison(table=res.table, summary=summary)
 
 
 def comparisons_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
@@ -226,7 +282,7 @@ def comparisons_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
 
 def pooled_self_cross(comparisons: Sequence[Comparison], seed: int = 0) -> stats.PairedDiff:
     """Self − cross pooled over all scored items of all comparisons (paired bootstrap)."""
-    return pooled_from_tables([c.table for c in comparisons if c.table is not None], seed=seed)
+    return pooled_from_tables([c.table for c in comparisons], seed=seed)
 
 
 def pooled_from_tables(tables: Sequence[pd.DataFrame], seed: int = 0) -> stats.PairedDiff:
@@ -258,6 +314,7 @@ def pooled_from_tables(tables: Sequence[pd.DataFrame], seed: int = 0) -> stats.P
 __all__ = [
     "TextBaseline",
     "Comparison",
+    "ComparisonSummary",
     "compare_self_cross",
     "comparisons_frame",
     "pooled_self_cross",

@@ -1,13 +1,33 @@
-"""``innerprobe behave``: the paper's behavioural measurement of self- (and cross-) prediction."""
+"""``innerprobe behave``: the paper's behavioural measurement of self- (and cross-) prediction.
+
+The verb only parses: options become a :class:`~innerprobe.behavior.config.BehaviorConfig`
+(which checks every value and names the bad one) and items (``load_items``, which checks
+``--n``); then :func:`~innerprobe.behavior.run.behave` runs and
+:meth:`~innerprobe.behavior.result.BehaviorResult.save` writes ``--out``: ``behavior.parquet``,
+``summary.json`` (the typed summary as JSON, with provenance) and ``result.json``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from innerprobe.behavior.elicitation import BehaviorConfig
-from innerprobe.behavior.elicitation import behave as run_behave
+from innerprobe.behavior import BehaviorConfig
+from innerprobe.behavior import behave as run_behave
+from innerprobe.cli.options import (
+    BatchSizeOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    OutOpt,
+    PropertyOpt,
+    SeedOpt,
+    SplitOpt,
+    TaskOpt,
+    VariantOpt,
+)
 from innerprobe.cli.ui import (
     Bars,
     _check_hypotheticals_fit,
@@ -19,52 +39,58 @@ from innerprobe.cli.ui import (
     preflight,
 )
 from innerprobe.core.errors import InnerprobeError
-from innerprobe.core.io import provenance, write_json, write_parquet
 from innerprobe.models.load import load_model
 from innerprobe.protocol.prompts import TASK_DEFAULT_PREFILL, PromptSpec
 from innerprobe.protocol.properties import get_property
 from innerprobe.protocol.tasks import load_items, release_property
 
+ItemsNOpt = Annotated[
+    int | None,
+    typer.Option("--n", help="Number of items (default: 100 of a generated task; every row of a file or --release)."),
+]
+ModeOpt = Annotated[str, typer.Option(help="free (paper-faithful text) or forced (choice over labels).")]
+PredictorOpt = Annotated[str | None, typer.Option(help="Cross-predictor model (scored on the object model's behaviour).")]
+PredictorVariantOpt = Annotated[
+    str | None,
+    typer.Option(help="Prompt variant for the cross-predictor (e.g. third_person); alone, the object model is the predictor."),
+]
+ReleaseOpt = Annotated[Path | None, typer.Option(help="A release JSONL file of the paper (overrides --task/--property).")]
+ObjectPrefillOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Assistant prefill of object answers ('' for none; default: the task family's measured "
+        "default, see experiments/results/compliance_by_task.md)."
+    ),
+]
+HypotheticalPrefillOpt = Annotated[str, typer.Option(help="Assistant prefill of self-predictions ('' for none).")]
+CalibrationSamplesOpt = Annotated[
+    int, typer.Option(help="Object samples at T=1 per item for calibration MAD (forced mode).")
+]
+
 
 def behave(
-    model: str = typer.Option("smollm2-135m-instruct", help="Object model: embedded name, HF dir or hub id."),
-    task: str = typer.Option("animals", help="Task name (see `innerprobe tasks`) or a questions file."),
-    property: str = typer.Option("second_character", "--property", help="Property (see `innerprobe properties`)."),
-    n: int | None = typer.Option(
-        None, min=1, help="Number of items (default: 100 of a generated task; every row of a file or --release)."
-    ),
-    mode: str = typer.Option("forced", help="free (paper-faithful text) or forced (choice over labels)."),
-    out: Path = typer.Option(Path("runs/behave"), help="Output directory."),
-    predictor: str | None = typer.Option(None, help="Cross-predictor model (scored on the object model's behaviour)."),
-    predictor_variant: str | None = typer.Option(
-        None, help="Prompt variant for the cross-predictor (e.g. third_person); alone, the object model is the predictor."
-    ),
-    release: Path | None = typer.Option(None, help="A release JSONL file of the paper (overrides --task/--property)."),
-    variant: str = typer.Option("previously", help="Hypothetical wording: previously | suppose | third_person."),
-    object_prefill: str | None = typer.Option(
-        None,
-        help="Assistant prefill of object answers ('' for none; default: the task family's measured "
-        "default, see experiments/results/compliance_by_task.md).",
-    ),
-    hypothetical_prefill: str = typer.Option("Answer:", help="Assistant prefill of self-predictions ('' for none)."),
-    split: str = typer.Option("test", help="Split of generated tasks."),
-    seed: int = typer.Option(0, help="Seed for items, sampling and bootstrap."),
-    batch_size: int = typer.Option(16, min=1, help="Rows per forward."),
-    calibration_samples: int = typer.Option(
-        0, min=0, help="Object samples at T=1 per item for calibration MAD (forced mode)."
-    ),
-    device: str | None = typer.Option(None, help="cpu | cuda | cuda:N | mps (default: cuda if available)."),
-    dtype: str = typer.Option("float32", help="float32 | float16 | bfloat16."),
+    model: ModelOpt = "smollm2-135m-instruct",
+    task: TaskOpt = "animals",
+    property: PropertyOpt = "second_character",
+    n: ItemsNOpt = None,
+    mode: ModeOpt = "forced",
+    out: OutOpt = Path("runs/behave"),
+    predictor: PredictorOpt = None,
+    predictor_variant: PredictorVariantOpt = None,
+    release: ReleaseOpt = None,
+    variant: VariantOpt = "previously",
+    object_prefill: ObjectPrefillOpt = None,
+    hypothetical_prefill: HypotheticalPrefillOpt = "Answer:",
+    split: SplitOpt = "test",
+    seed: SeedOpt = 0,
+    batch_size: BatchSizeOpt = 16,
+    calibration_samples: CalibrationSamplesOpt = 0,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
 ) -> None:
     """Measure self-prediction (and cross-prediction) of a model on a task and property."""
 
     try:
-        if release is not None:
-            items = load_items(str(release), n=n, seed=seed)
-            property = release_property(release)
-        else:
-            items = load_items(task, n=n if n is not None else default_n(task), split=split, seed=seed)
-        prop = get_property(property)
         spec = PromptSpec(
             variant=variant,
             object_prefill=TASK_DEFAULT_PREFILL if object_prefill is None else (object_prefill or None),
@@ -74,6 +100,12 @@ def behave(
             mode=mode, spec=spec, batch_size=batch_size, calibration_samples=calibration_samples, seed=seed
         )
         pspec = PromptSpec(**{**spec.to_dict(), "variant": predictor_variant}) if predictor_variant else None
+        if release is not None:
+            items = load_items(str(release), n=n, seed=seed)
+            property = release_property(release)
+        else:
+            items = load_items(task, n=n if n is not None else default_n(task), split=split, seed=seed)
+        prop = get_property(property)
         preflight(out, "behave", device, models=(model, predictor), dtype=dtype)
         with console.status(f"loading {model}"):
             m = load_model(model, device=device, dtype=dtype)
@@ -84,21 +116,10 @@ def behave(
     except InnerprobeError as e:
         fail(e)
         return
-    summary = {
-        **result.summary,
-        "task": sorted(set(items["task"])),
-        "property": prop.name,
-        "mode": mode,
-        "config": {"spec": spec.to_dict(), "batch_size": batch_size, "calibration_samples": calibration_samples},
-        "source": str(release) if release else task,
-        "provenance": provenance(
-            m.fingerprint, seed=seed, template_hash=spec.template_hash(prop),
-            predictor=p.fingerprint.to_dict() if p else None,
-        ),
-    }
-    write_parquet(out / "behavior.parquet", result.table)
-    write_json(out / "summary.json", summary)
-    out_console.print(behavior_summary_table(summary, f"{m.name} · {summary['task']} · {prop.name} · {mode}"))
+    result.provenance["source"] = str(release) if release else task
+    result.save(out)
+    s = result.summary
+    out_console.print(behavior_summary_table(s, f"{m.name} · {s.tasks} · {prop.name} · {mode}"))
     console.print(f"wrote {out / 'behavior.parquet'} and {out / 'summary.json'}")
 
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from innerprobe.behavior.elicitation import build_hypotheticals
+from innerprobe.behavior import BehaviorSummary, build_hypotheticals
 from innerprobe.behavior.inference import check_fits
 from innerprobe.core.io import prepare_out_dir
 from innerprobe.models.checks import check_device, check_model_spec
@@ -100,30 +100,31 @@ def fmt(est: Any) -> str:
     return f"{est}  {short}" if short else str(est)
 
 
-def behavior_summary_table(summary: dict[str, Any], title: str) -> Table:
+def behavior_summary_table(summary: BehaviorSummary, title: str) -> Table:
+    """The terminal view of a behaviour run: counts, then each estimate with its interval."""
     table = Table(title=title)
     table.add_column("measure")
     table.add_column("value [95% CI]")
-    mb = summary["mode_baseline"]
+    mb = summary.mode_baseline
     rows = [
-        ("items (scored / total)", f"{summary['n_scored']} / {summary['n_items']}"),
-        ("object non-compliant (dropped)", str(summary["n_object_noncompliant"])),
-        ("skipped: over context length", str(summary["n_skipped_too_long"])),
-        ("dropped: object value not a label", str(summary.get("n_value_outside_labels", 0))),
-        ("object compliance", fmt(summary["object_compliance"])),
+        ("items (scored / total)", f"{summary.n_scored} / {summary.n_items}"),
+        ("object non-compliant (dropped)", str(summary.n_object_noncompliant)),
+        ("skipped: over context length", str(summary.n_skipped_too_long)),
+        ("dropped: object value not a label", str(summary.n_value_outside_labels)),
+        ("object compliance", fmt(summary.object_compliance)),
         ("mode baseline" + (f" ({mb.mode!r})" if mb.mode is not None else ""), fmt(mb.estimate)),
-        ("self-prediction accuracy", fmt(summary["self"]["accuracy"])),
-        ("self hypothetical compliance", fmt(summary["self"]["compliance"])),
+        ("self-prediction accuracy", fmt(summary.self.accuracy)),
+        ("self hypothetical compliance", fmt(summary.self.compliance)),
     ]
-    if "cross" in summary:
-        d = summary["self_minus_cross"]
-        mcnemar = f"  McNemar p={d.mcnemar_p:.3g}" if getattr(d, "mcnemar_p", None) is not None else ""
+    if summary.cross is not None and summary.self_minus_cross is not None:
+        d = summary.self_minus_cross
+        mcnemar = f"  McNemar p={d.mcnemar_p:.3g}" if d.mcnemar_p is not None else ""
         rows += [
-            (f"cross-prediction accuracy ({summary['cross']['predictor']})", fmt(summary["cross"]["accuracy"])),
+            (f"cross-prediction accuracy ({summary.cross.predictor})", fmt(summary.cross.accuracy)),
             ("self − cross (paired bootstrap)", fmt(d.diff) + f"  p={d.p_value:.3g}" + mcnemar),
         ]
-    if "calibration_mad" in summary:
-        rows.append(("calibration MAD (pp)", f"{summary['calibration_mad']:.1f}"))
+    if summary.calibration_mad is not None:
+        rows.append(("calibration MAD (pp)", f"{summary.calibration_mad:.1f}"))
     for k, v in rows:
         table.add_row(k, v)
     return table
