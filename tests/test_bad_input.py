@@ -141,8 +141,8 @@ def test_outputs_respect_the_umask(tmp_path):
 @pytest.mark.parametrize(
     "argv, needles",
     [
-        ([*BEHAVE, "--batch-size", "0"], ["--batch-size", "greater than or equal to 1"]),
-        ([*BEHAVE, "--calibration-samples", "-1"], ["--calibration-samples", "greater than or equal to 0"]),
+        ([*BEHAVE, "--batch-size", "0"], ["BehaviorConfig.batch_size", "must be >= 1, got 0"]),
+        ([*BEHAVE, "--calibration-samples", "-1"], ["BehaviorConfig.calibration_samples", "must be >= 0, got -1"]),
         (["capture", "--model", "tiny-random", "--shard-size", "0"], ["--shard-size", "greater than or equal to 1"]),
         (["capture", "--model", "tiny-random", "--sites", "resid_postt"], ["'resid_postt'", "resid_post, resid_pre"]),
         (["capture", "--model", "tiny-random", "--dtype", "int8"], ["'int8'", "float16, float32"]),

@@ -24,16 +24,14 @@ How it is done, and why it is cheap:
   ``[batch, pos, d_model]`` tensor is never kept. The last hook to fire raises TransformerLens'
   own ``StopAtLayerException`` (what ``stop_at_layer=max_layer + 1`` does), which the bridge
   catches: later blocks and the unembedding never run, even when the last layer is captured.
-* Results are written shard by shard (:class:`innerprobe.activations.store.StoreWriter`); a capture into a
+* Results are written shard by shard (:class:`innerprobe.activations.writer.StoreWriter`); a capture into a
   directory holding a matching manifest resumes after the last complete shard.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,91 +43,35 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
+from innerprobe.activations.config import (
+    NAMED_POSITIONS,
+    RESERVED_COLUMNS,
+    SITE_ORDER,
+    SITES,
+    CaptureConfig,
+    _is_int,
+    hook_name,
+    resolve_layers,
+    resolve_position_names,
+    resolve_sites,
+)
 from innerprobe.activations.store import (
     MANIFEST,
     STORE_DTYPES,
     ActivationStore,
-    StoreWriter,
     tensor_key,
 )
-from innerprobe.behavior.elicitation import build_hypotheticals
+from innerprobe.activations.writer import StoreWriter
+from innerprobe.behavior import build_hypotheticals
 from innerprobe.behavior.inference import batches, left_pad
-from innerprobe.core.errors import DataError, UnknownNameError, check_at_least
+from innerprobe.core.errors import DataError, UnknownNameError
 from innerprobe.core.io import prepare_out_dir, provenance
 from innerprobe.models.loaded import LoadedModel
-from innerprobe.protocol.prompts import Prompt, PromptSpec, object_prompt
-from innerprobe.protocol.properties import Property
-from innerprobe.protocol.tasks import item_meta
+from innerprobe.protocol.prompts import Prompt, object_prompt
+from innerprobe.protocol.properties import Property, get_property
+from innerprobe.protocol.tasks import as_items, item_meta, items_digest
 
 log = logging.getLogger(__name__)
-
-SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
-# Order in which a block's hooks fire: the last one requested ends the forward early.
-SITE_ORDER = {"resid_pre": 0, "attn_out": 1, "resid_mid": 2, "mlp_out": 3, "resid_post": 4}
-NAMED_POSITIONS = {
-    "object": ("o_last", "prefill_start"),
-    "hypothetical": ("h_last", "quote_last", "quote_mean", "prefill_start"),
-}
-RESERVED_COLUMNS = ("index", "id", "task", "group")
-
-
-def hook_name(site: str, layer: int) -> str:
-    """TransformerLens hook name of ``site`` at ``layer``: ``blocks.{layer}.hook_{site}``."""
-    return f"blocks.{layer}.hook_{site}"
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def resolve_sites(sites: Sequence[str] | str) -> list[str]:
-    sites = [sites] if isinstance(sites, str) else list(sites)
-    if not sites:
-        raise DataError(f"no sites requested; valid sites: {', '.join(SITES)}")
-    for s in sites:
-        if s not in SITES:
-            raise UnknownNameError("site", s, SITES)
-    return list(dict.fromkeys(sites))
-
-
-def resolve_layers(layers: Sequence[int] | str | int, n_layers: int) -> list[int]:
-    """``"all"``, one int or a list of ints (negative counts from the end), sorted and unique."""
-    if isinstance(layers, str):
-        if layers != "all":
-            raise DataError(f"layers must be 'all' or a list of ints in 0..{n_layers - 1}, got {layers!r}")
-        return list(range(n_layers))
-    layers = [layers] if isinstance(layers, int) else list(layers)
-    if not layers:
-        raise DataError(f"no layers requested; valid layers: 0..{n_layers - 1} or 'all'")
-    out = set()
-    for layer in layers:
-        i = int(layer)
-        if not -n_layers <= i < n_layers:
-            raise DataError(f"layer {layer} out of range: the model has layers 0..{n_layers - 1}")
-        out.add(i % n_layers)
-    return sorted(out)
-
-
-def resolve_position_names(run: str, positions: Sequence[str | int]) -> list[str]:
-    """Validate position names of ``run``; integers become their string (``-1`` → ``"-1"``)."""
-    if run not in NAMED_POSITIONS:
-        raise UnknownNameError("run", run, NAMED_POSITIONS)
-    out = []
-    for p in positions:
-        name = str(p)
-        if not _is_int(name) and name not in NAMED_POSITIONS[run]:
-            raise UnknownNameError(f"{run} position", name, [*NAMED_POSITIONS[run], "<integer index>"])
-        out.append(name)
-    if len(set(out)) != len(out):
-        raise DataError(f"duplicate {run} positions: {out}")
-    return out
-
-
-def _is_int(s: str) -> bool:
-    try:
-        int(s)
-    except ValueError:
-        return False
-    return True
 
 
 def position_span(prompt: Prompt, name: str) -> tuple[int, int]:
@@ -289,54 +231,46 @@ def _rows_table(items: Dataset, labels: dict[str, list] | None) -> pd.DataFrame:
     return table
 
 
-def _items_hash(items: Dataset) -> str:
-    blob = json.dumps([[str(x) for x in items["id"]], list(items["question"])]).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
 def capture(
     model: LoadedModel,
-    items: Dataset,
-    prop: Property,
+    items: Dataset | Sequence[Mapping[str, Any]] | str,
+    prop: Property | str,
+    config: CaptureConfig | None = None,
     *,
-    spec: PromptSpec = PromptSpec(),
-    sites: Sequence[str] | str = ("resid_post",),
-    layers: Sequence[int] | str = "all",
-    object_positions: Sequence[str | int] = ("o_last",),
-    hypothetical_positions: Sequence[str | int] = ("h_last", "quote_last", "quote_mean"),
-    labels: dict[str, list] | None = None,
     out: str | Path,
-    batch_size: int = 16,
-    shard_size: int = 256,
-    dtype: str = "float32",
-    seed: int = 0,
+    labels: dict[str, list] | None = None,
     progress: Callable[[int], None] | None = None,
+    **options: Any,
 ) -> ActivationStore:
     """Capture O and H activations of every item into the store at ``out``; return it opened.
 
-    ``progress(n)`` is called with the number of items after each shard is committed. A
-    directory already holding a matching (incomplete) capture is resumed; one holding a
+    Args:
+        model: a loaded model (:func:`innerprobe.models.load.load_model`).
+        items: a ``datasets.Dataset`` of items, a list of dicts (item records, or rows with a
+            ``question``), or a task name / file path (see
+            :func:`innerprobe.protocol.tasks.as_items`).
+        prop: the property asked about in H (a :class:`Property` or its name).
+        config: what to capture (:class:`CaptureConfig`; default: its defaults).
+        out: the store directory.
+        labels: extra row-table columns, one value per item (probe targets).
+        progress: called with the number of items after each shard is committed.
+        **options: :class:`CaptureConfig` fields, replacing those of ``config``
+            (``capture(m, items, prop, out=d, layers=[0, 3])``).
+
+    A directory already holding a matching (incomplete) capture is resumed; one holding a
     different capture raises ``StoreMismatchError``. Set either position list empty to skip
-    that run.
+    that run. The manifest records the config and ``items_digest`` (which items, in order).
     """
-    if dtype not in STORE_DTYPES:
-        raise UnknownNameError("store dtype", dtype, STORE_DTYPES)
-    check_at_least("shard_size", shard_size, 1)
-    check_at_least("batch_size", batch_size, 1)
-    if len(items) == 0:
-        raise DataError("no items to capture")
-    sites = resolve_sites(sites)
-    layers = resolve_layers(layers, model.n_layers)
-    positions = {
-        "object": resolve_position_names("object", object_positions),
-        "hypothetical": resolve_position_names("hypothetical", hypothetical_positions),
-    }
-    if not any(positions.values()):
-        raise DataError("no positions requested for either run")
+    cfg = CaptureConfig.from_options(config, **options)
+    items = as_items(items)
+    prop = get_property(prop) if isinstance(prop, str) else prop
+    layers = resolve_layers(cfg.layers, model.n_layers)
+    sites, positions, spec = list(cfg.sites), cfg.positions, cfg.spec
+    rows_table = _rows_table(items, labels)
     out = prepare_out_dir(out, "capture")
     request = {
-        **provenance(model.fingerprint, seed=seed, template_hash=spec.template_hash(prop)),
-        "dtype": dtype,
+        **provenance(model.fingerprint, seed=cfg.seed, template_hash=spec.template_hash(prop)),
+        "dtype": cfg.dtype,
         "model_dtype": model.fingerprint.dtype,
         "property": prop.name,
         "spec": spec.to_dict(),
@@ -345,18 +279,20 @@ def capture(
         "positions": positions,
         "d_model": model.d_model,
         "n_items": len(items),
-        "shard_size": shard_size,
-        "items_sha256": _items_hash(items),
+        "shard_size": cfg.shard_size,
+        "batch_size": cfg.batch_size,
+        "items_digest": items_digest(items),
         "label_columns": sorted(labels or {}),
     }
     if (out / MANIFEST).exists():
         writer = StoreWriter.resume(out, request)
         log.info("resuming capture in %s after %d shard(s)", out, writer.n_done)
     else:
-        writer = StoreWriter.create(out, request, _rows_table(items, labels))
+        writer = StoreWriter.create(out, request, rows_table)
     o_prompts = [object_prompt(model.tokenizer, q, spec) for q in items["question"]] if positions["object"] else []
     h_prompts = build_hypotheticals(model, items, prop, spec) if positions["hypothetical"] else []
-    store_dtype = STORE_DTYPES[dtype]
+    store_dtype = STORE_DTYPES[cfg.dtype]
+    shard_size = cfg.shard_size
     n_shards = -(-len(items) // shard_size)
     for k in range(writer.n_done, n_shards):
         rows = slice(k * shard_size, min((k + 1) * shard_size, len(items)))
@@ -365,14 +301,33 @@ def capture(
             if not positions[run]:
                 continue
             got = capture_prompts(
-                model, prompts[rows], positions[run], sites, layers, batch_size=batch_size
+                model, prompts[rows], positions[run], sites, layers, batch_size=cfg.batch_size
             )
             for (site, name), t in got.items():
                 t = t.to(store_dtype)
                 if not torch.isfinite(t).all():
-                    raise DataError(f"{run} {site} {name}: activations overflow {dtype}; capture with dtype='float32'")
+                    raise DataError(
+                        f"{run} {site} {name}: activations overflow {cfg.dtype}; capture with dtype='float32'"
+                    )
                 tensors[tensor_key(run, site, name)] = t
         writer.write_shard(k, rows, tensors)
         if progress is not None:
             progress(rows.stop - rows.start)
     return writer.finish()
+
+
+__all__ = [
+    "NAMED_POSITIONS",
+    "RESERVED_COLUMNS",
+    "SITES",
+    "SITE_ORDER",
+    "CaptureConfig",
+    "Gather",
+    "capture",
+    "capture_prompts",
+    "hook_name",
+    "position_span",
+    "resolve_layers",
+    "resolve_position_names",
+    "resolve_sites",
+]

@@ -4,7 +4,7 @@ A capture (:mod:`innerprobe.activations.capture`) writes one directory::
 
     manifest.json                 what made it (model fingerprint, versions, numerics mode, dtype,
                                   template hash, seed, property, sites, layers, positions per run,
-                                  d_model, n_items, shard_size, complete, shards)
+                                  d_model, n_items, shard_size, items_digest, complete, shards)
     rows.parquet                  one row per item: index, id, task, group + label columns
     shard-00000.safetensors       tensors "{run}/{site}/{position}", each [rows_in_shard, n_layers, d_model]
     shard-00001.safetensors       ...
@@ -22,6 +22,11 @@ file, or a hand-edited manifest (false provenance), raises ``DataError`` /
 Readers never load more than one tensor of one shard at a time: :meth:`ActivationStore.read`
 concatenates the shards of one ``(run, site, position)``; :meth:`ActivationStore.iter_shards`
 streams them, so peak memory is one shard whatever ``n_items``.
+
+The store is the capture stage's :class:`~innerprobe.core.result.Result`: ``.table`` is the row
+table, ``.summary`` a :class:`~innerprobe.activations.report.CaptureSummary`, ``.figure()`` the
+mean residual norm per layer and position, ``.save(dir)`` a copy of the store (hard links where
+the file system allows) and ``ActivationStore.load(dir)`` the same as :meth:`ActivationStore.open`.
 """
 
 from __future__ import annotations
@@ -29,18 +34,26 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import torch
 from jaxtyping import Float
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 
+from innerprobe.activations.report import (
+    CaptureSummary,
+    capture_summary,
+    copy_store,
+    layer_norms,
+    norm_figure,
+)
 from innerprobe.core.errors import DataError, StoreMismatchError, UnknownNameError
-from innerprobe.core.io import _jsonable, atomic_path, write_json, write_parquet
+from innerprobe.core.io import _jsonable
+from innerprobe.core.result import Result
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -58,7 +71,7 @@ REQUEST_FIELDS = (
     "d_model",
     "n_items",
     "shard_size",
-    "items_sha256",
+    "items_digest",
     "seed",
 )
 # The parts of a model fingerprint that change the numbers (versions may differ).
@@ -136,14 +149,23 @@ def manifest_differences(stored: dict[str, Any], requested: dict[str, Any]) -> l
     return diffs
 
 
-class ActivationStore:
-    """Read access to a capture directory (see the module docstring for the layout)."""
+@dataclass(eq=False, repr=False)
+class ActivationStore(Result):
+    """Read access to a capture directory (see the module docstring for the layout).
 
-    def __init__(self, path: Path, manifest: dict[str, Any]):
-        self.path = Path(path)
-        self.manifest = manifest
-        self._rows: pd.DataFrame | None = None
-        self._verified: set[tuple[str, int, int]] = set()
+    ``ActivationStore(path, manifest)`` wraps a manifest already read; :meth:`open` reads and
+    checks one. Two stores are equal only if they are the same object.
+    """
+
+    stage: ClassVar[str] = "capture"
+
+    path: Path
+    manifest: dict[str, Any]
+    _rows: pd.DataFrame | None = field(default=None, init=False)
+    _verified: set[tuple[str, int, int]] = field(default_factory=set, init=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
 
     # ------------------------------------------------------------------ opening
 
@@ -201,6 +223,10 @@ class ActivationStore:
     def positions(self) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.manifest["positions"].items()}
 
+    def files(self) -> list[str]:
+        """The files that make the store: manifest, row table and the shards written so far."""
+        return [MANIFEST, ROWS, *(sh["file"] for sh in self.manifest["shards"])]
+
     def keys(self) -> list[tuple[str, str, str]]:
         """Every stored ``(run, site, position)``."""
         return [
@@ -216,6 +242,39 @@ class ActivationStore:
             f"ActivationStore({self.path}, {self.n_items} items, {len(self.layers)} layers, "
             f"{len(self.keys())} tensors, {state})"
         )
+
+    # ------------------------------------------------------------------ the result protocol
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The row table (:attr:`rows`): one row per item, the tidy table of a capture."""
+        return self.rows
+
+    @property
+    def summary(self) -> CaptureSummary:
+        """Counts, what was captured, its size on disk and the object compliance of the items."""
+        return capture_summary(self)
+
+    def norms(self, site: str | None = None) -> pd.DataFrame:
+        """Mean L2 norm per ``run, site, position, layer`` (streamed shard by shard)."""
+        return layer_norms(self, site)
+
+    def figure(self, site: str | None = None) -> Any:
+        """Plotly figure: mean activation norm by layer, one line per run and position."""
+        return norm_figure(self.norms(site), title=f"{self.path.name}: mean norm by layer")
+
+    def save(self, directory: str | Path) -> Path:
+        """Copy the store into ``directory`` (hard links where possible) and return it.
+
+        Store files are never modified in place, only replaced by rename, so a hard link is as
+        safe as a copy. ``directory`` must be new, empty, or a copy of this same capture.
+        """
+        return copy_store(self.path, Path(directory), self.manifest, self.files(), MANIFEST)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ActivationStore:
+        """Open the store at ``directory`` (the same as :meth:`open`)."""
+        return cls.open(directory)
 
     # ------------------------------------------------------------------ checks
 
@@ -321,65 +380,3 @@ class ActivationStore:
             raise DataError(f"activation store {self.path} is incomplete: rerun the capture to resume it")
         parts = [t for _, t in self.iter_shards(run, site, position, layers)]
         return torch.cat(parts, dim=0)
-
-
-class StoreWriter:
-    """Creates or resumes a store directory and commits shards atomically, in order."""
-
-    def __init__(self, path: Path, manifest: dict[str, Any]):
-        self.path = Path(path)
-        self.manifest = manifest
-
-    @classmethod
-    def create(cls, path: str | Path, manifest: dict[str, Any], rows: pd.DataFrame) -> StoreWriter:
-        """Start an empty store (any stale shard files of an unlisted run are overwritten later)."""
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        manifest = {**manifest, "format_version": FORMAT_VERSION, "complete": False, "shards": []}
-        write_parquet(path / ROWS, rows)
-        manifest["rows_sha256"] = file_sha256(path / ROWS)
-        writer = cls(path, manifest)
-        writer._write_manifest()
-        return writer
-
-    @classmethod
-    def resume(cls, path: str | Path, request: dict[str, Any]) -> StoreWriter:
-        """Reopen a store whose manifest matches ``request``; else ``StoreMismatchError``."""
-        store = ActivationStore.open(path)
-        diffs = manifest_differences(
-            store.manifest, {k: request.get(k) for k in ("model", *REQUEST_FIELDS)}
-        )
-        if diffs:
-            raise StoreMismatchError(
-                f"{path} already holds a different capture; use another --out or delete it. "
-                "Differences: " + "; ".join(diffs)
-            )
-        return cls(Path(path), store.manifest)
-
-    @property
-    def n_done(self) -> int:
-        return len(self.manifest["shards"])
-
-    def _write_manifest(self) -> None:
-        self.manifest["manifest_sha256"] = manifest_digest(self.manifest)
-        write_json(self.path / MANIFEST, self.manifest)
-
-    def write_shard(self, k: int, rows: slice, tensors: dict[str, Tensor]) -> None:
-        """Write shard ``k`` (rows ``rows``) then list it in the manifest, both atomically."""
-        if k != self.n_done:
-            raise DataError(f"shard {k} written out of order (next is {self.n_done})")
-        n = rows.stop - rows.start
-        for name, t in tensors.items():
-            if t.shape[0] != n:
-                raise DataError(f"tensor {name} has {t.shape[0]} rows, shard {k} has {n}")
-        with atomic_path(self.path / shard_name(k)) as tmp:
-            save_file({name: t.contiguous() for name, t in sorted(tensors.items())}, str(tmp))
-            digest = file_sha256(tmp)
-        self.manifest["shards"].append({"file": shard_name(k), "rows": [rows.start, rows.stop], "sha256": digest})
-        self._write_manifest()
-
-    def finish(self) -> ActivationStore:
-        self.manifest["complete"] = True
-        self._write_manifest()
-        return ActivationStore(self.path, self.manifest)

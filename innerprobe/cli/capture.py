@@ -20,7 +20,7 @@ import typer
 
 from innerprobe.activations.capture import capture, resolve_position_names, resolve_sites
 from innerprobe.activations.store import STORE_DTYPES
-from innerprobe.behavior.elicitation import BehaviorConfig, elicit_object
+from innerprobe.behavior import BehaviorConfig, elicit_object
 from innerprobe.cli.ui import Bars, console, fail, preflight
 from innerprobe.core.errors import DataError, InnerprobeError, check_choice
 from innerprobe.models.load import load_model

@@ -27,8 +27,11 @@ class ModelFingerprint:
 
     Attributes:
         name: the name the model was asked for by.
-        source: where the weights came from (GGUF path, directory, hub id, "bridge").
-        weights_sha256: sha256 over the weight files (or the parameters, for a passed-in bridge).
+        source: where the weights came from: a directory, ``hub:<id>``, ``bridge`` (a
+            ``TransformerBridge`` passed in) or ``hf-model:<ClassName>`` (a Hugging Face model
+            object passed in).
+        weights_sha256: sha256 over the weight files, or over the parameters
+            (:func:`hash_parameters`) for a model passed in or downloaded from the hub.
         dtype: parameter dtype, e.g. ``"float32"``.
         numerics_mode: ``"hf"`` (raw HF weights, the bridge default) or ``"tl-compat"``
             (after ``enable_compatibility_mode()``).
@@ -95,12 +98,26 @@ def hash_weight_files(model_dir: Path) -> str:
     return digest
 
 
+WRAPPER = "._original_component"
+"""The name TransformerLens gives the HF module a bridge component wraps (dropped when hashing)."""
+
+
 def hash_parameters(module: torch.nn.Module) -> str:
-    """sha256 over a module's state dict (names, shapes, bytes), for bridges built elsewhere."""
+    """sha256 over a module's parameters (names, shapes, dtypes, bytes), in name order.
+
+    Names are the Hugging Face ones: a bridge wraps each HF submodule in a component that keeps
+    it as ``_original_component`` and adds aliases (``attn.q`` for ``self_attn.q_proj``, ...).
+    Tied and aliased parameters are counted once (``named_parameters`` drops duplicates) and
+    the ``._original_component`` segments are removed, so a model hashes the same before and
+    after :func:`innerprobe.models.load.load_model` wraps it. Buffers are left out: they are
+    derived from the config (rotary frequencies) or added by the bridge (a zero unembedding
+    bias), not learned.
+    """
     h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
+    named = {name.replace(WRAPPER, ""): p for name, p in module.named_parameters()}
+    for name, t in sorted(named.items()):
         h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
+        h.update(f"{tuple(t.shape)}{t.dtype}".encode())
         h.update(t.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 

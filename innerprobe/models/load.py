@@ -1,4 +1,4 @@
-"""``load_model``: the single front door from a name, a directory, a hub id or a bridge.
+"""``load_model``: the single front door from a name, a directory, a hub id, a bridge or an HF model.
 
 It accepts
 
@@ -7,7 +7,19 @@ It accepts
 * a local Hugging Face directory (``config.json`` + weights + tokenizer), or a LoRA adapter
   directory written by :mod:`innerprobe.training.finetune` (merged into its base on load),
 * a Hugging Face hub id (needs network; the same ``boot_transformers`` path as a directory),
-* a ``TransformerBridge`` the caller already built.
+* a ``TransformerBridge`` the caller already built,
+* a Hugging Face ``PreTrainedModel`` object the caller already holds (quantised, edited,
+  finetuned in memory...), with its ``tokenizer=``.
+
+**Bring your own model, in memory.** An HF model object is wrapped where it lies, never saved
+and reloaded: TransformerLens 4.3's ``TransformerBridge.boot_transformers(name, hf_model=...,
+tokenizer=...)`` builds the bridge config from ``hf_model.config`` (no hub or disk access),
+selects the architecture adapter and replaces the model's submodules by bridge components that
+keep the originals (``..._original_component``). The weights are neither copied, moved nor cast:
+the bridge's ``original_model`` *is* the object passed in, now hookable, and its attention is
+switched to the eager kernel (hooks need the pattern). Its fingerprint records the source
+``hf-model:<ClassName>`` and a hash of its parameters
+(:func:`~innerprobe.models.fingerprint.hash_parameters`, the same before and after wrapping).
 
 Every loaded model carries a :class:`~innerprobe.models.fingerprint.ModelFingerprint` and is
 checked at load (:func:`innerprobe.models.compat.check_generation`): cached greedy decoding must
@@ -21,8 +33,9 @@ from typing import Any
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
+from transformers import PreTrainedModel
 
-from innerprobe.core.errors import DataError, InnerprobeError, UnknownNameError
+from innerprobe.core.errors import DataError, UnknownNameError
 from innerprobe.models.adapters import is_adapter_dir, merged_model_dir
 from innerprobe.models.checks import _check_hub_id, check_device, check_model_spec
 from innerprobe.models.compat import check_generation, install_kv_cache_shim, warn_untested_versions
@@ -31,7 +44,15 @@ from innerprobe.models.fingerprint import _fingerprint, hash_parameters, hash_we
 from innerprobe.models.loaded import LoadedModel
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
+MODEL_KINDS = (
+    "an embedded model name",
+    "a local Hugging Face directory",
+    "a LoRA adapter directory",
+    "a Hugging Face hub id",
+    "a TransformerBridge",
+    "a transformers PreTrainedModel with tokenizer=",
+)
+"""What :func:`load_model` takes, for error messages."""
 
 
 def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -82,19 +103,25 @@ def load_model(
     Args:
         model: an embedded name (see :func:`list_models`), a local HF directory, a HF hub id,
             a directory holding a LoRA adapter saved by :mod:`innerprobe.training.finetune` (merged into
-            its base on load), or a ``TransformerBridge``.
+            its base on load), a ``TransformerBridge``, or a Hugging Face ``PreTrainedModel``
+            (wrapped in memory, see the module docstring; pass ``tokenizer=``).
         device: ``"cpu"``, ``"cuda"``, ... (default: cuda when available). Ignored when
             ``device_map`` is given (multi-GPU / offload placement passed to transformers).
-        dtype: parameter dtype (``float32`` default; ``float16``/``bfloat16`` on GPU).
+        dtype: parameter dtype (``float32`` default; ``float16``/``bfloat16`` on GPU). A model
+            object passed in keeps its own device and dtype (``device`` and ``dtype`` are not
+            applied to it).
         compatibility_mode: call ``enable_compatibility_mode()`` (TransformerLens numerics:
             folded LN, centred weights). Recorded in the fingerprint; probes do not transfer
             between modes.
-        tokenizer: only with a bridge whose ``tokenizer`` attribute is unset.
+        tokenizer: required with a ``PreTrainedModel``; with a bridge, replaces its tokenizer
+            (required when the bridge has none). Not used for names and paths.
         self_check: run :func:`innerprobe.models.compat.check_generation` (a few greedy tokens, cached
             vs uncached) and refuse a stack whose cached generation is wrong.
 
     Raises:
         UnknownNameError: a name that is neither embedded, nor a directory, nor hub-id shaped.
+        DataError: an object of another kind (an int, a peft model, ...), or a model object
+            without a tokenizer: the message names what was passed and :data:`MODEL_KINDS`.
         DataError: a local path that does not exist, an unreachable or unknown hub id, or a
             device this machine does not have (see :func:`check_model_spec`, :func:`check_device`).
         GenerationCheckError: cached generation disagrees with the no-cache reference.
@@ -116,6 +143,8 @@ def _load(
 ) -> LoadedModel:
     torch_dtype = _resolve_dtype(dtype)
     device = check_device(device) if device and device_map is None else device or _default_device()
+    if isinstance(model, PreTrainedModel):
+        return _wrap_hf_model(model, tokenizer, compatibility_mode)
     if not isinstance(model, (str, Path)):
         return _wrap_bridge(model, tokenizer, compatibility_mode)
     spec = str(model)
@@ -139,21 +168,54 @@ def _load(
     return LoadedModel(bridge=bridge, tokenizer=bridge.tokenizer, fingerprint=fp, name=name)
 
 
+def _kinds() -> str:
+    return "; valid kinds: " + ", ".join(MODEL_KINDS)
+
+
 def _wrap_bridge(bridge: Any, tokenizer: Any, compatibility_mode: bool) -> LoadedModel:
     install_kv_cache_shim()
     if not hasattr(bridge, "original_model") or not hasattr(bridge, "cfg"):
-        raise InnerprobeError(
-            f"expected a model name, a directory, a hub id or a TransformerBridge, got "
-            f"{type(bridge).__name__}"
-        )
+        what = type(bridge).__name__
+        hint = " (a peft model: merge_and_unload() it first)" if hasattr(bridge, "merge_and_unload") else ""
+        raise DataError(f"cannot load a model from a {what} ({bridge!r:.60}){hint}{_kinds()}")
     if tokenizer is not None:
         bridge.tokenizer = tokenizer
     if getattr(bridge, "tokenizer", None) is None:
-        raise InnerprobeError("the bridge has no tokenizer: pass tokenizer=...")
+        raise DataError(f"the {type(bridge).__name__} has no tokenizer: pass tokenizer=...{_kinds()}")
+    name = getattr(bridge.cfg, "model_name", None) or "bridge"
+    return _finish(bridge, str(name), "bridge", compatibility_mode)
+
+
+def _wrap_hf_model(hf_model: Any, tokenizer: Any, compatibility_mode: bool) -> LoadedModel:
+    """A bridge around ``hf_model`` built in memory (see the module docstring)."""
+    install_kv_cache_shim()
+    cls = type(hf_model).__name__
+    if tokenizer is None:
+        raise DataError(
+            f"a {cls} was passed without its tokenizer: pass tokenizer=AutoTokenizer.from_pretrained(...)"
+            f"{_kinds()}"
+        )
+    if not getattr(hf_model.config, "architectures", None):
+        # A model built from a config (not from_pretrained) names no architecture; the bridge
+        # picks its adapter by that name.
+        hf_model.config.architectures = [cls]
+    first = next(hf_model.parameters())
+    name = str(getattr(hf_model.config, "_name_or_path", "") or cls)
+    try:
+        bridge = TransformerBridge.boot_transformers(
+            name, hf_model=hf_model, tokenizer=tokenizer, device=first.device, dtype=first.dtype
+        )
+    except (ValueError, KeyError, NotImplementedError) as e:  # no adapter for this architecture, ...
+        raise DataError(f"TransformerLens cannot wrap this {cls}: {e}") from e
+    short = Path(name).name if Path(name).exists() else name
+    return _finish(bridge, short, f"hf-model:{cls}", compatibility_mode)
+
+
+def _finish(bridge: Any, name: str, source: str, compatibility_mode: bool) -> LoadedModel:
+    """Tokenizer padding, numerics mode, then the fingerprint over the parameters as they are now."""
     _prepare_tokenizer(bridge.tokenizer)
     if compatibility_mode and not getattr(bridge, "compatibility_mode", False):
         bridge.enable_compatibility_mode(disable_warnings=True)
     compat = bool(getattr(bridge, "compatibility_mode", False))
-    name = getattr(bridge.cfg, "model_name", None) or "bridge"
-    fp = _fingerprint(str(name), "bridge", bridge, hash_parameters(bridge.original_model), compat)
-    return LoadedModel(bridge=bridge, tokenizer=bridge.tokenizer, fingerprint=fp, name=str(name))
+    fp = _fingerprint(name, source, bridge, hash_parameters(bridge.original_model), compat)
+    return LoadedModel(bridge=bridge, tokenizer=bridge.tokenizer, fingerprint=fp, name=name)

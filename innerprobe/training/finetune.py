@@ -1,12 +1,10 @@
 """LoRA finetuning for self-prediction (M1) and cross-prediction (M2), resumable and pickle-free.
 
 **Method.** A low-rank adapter (LoRA: W + (alpha/r)·B·A on every linear projection q, k, v, o,
-gate, up, down) is trained with AdamW on chat rows (see :mod:`innerprobe.training.data`). Each
-row is rendered with the *trained* model's :func:`~innerprobe.protocol.prompts.render_chat` — the same
-layout :func:`~innerprobe.protocol.prompts.hypothetical_prompt` builds at evaluation, including the
-assistant prefill — and the answer is appended with :func:`~innerprobe.protocol.prompts.label_tokens`, so
-the trained tokens are exactly the ones forced-choice evaluation scores. The loss is the mean
-cross-entropy over answer tokens only: prompt and padding positions carry label ``-100``.
+gate, up, down) is trained with AdamW on chat rows (see :mod:`innerprobe.training.data`),
+tokenised as evaluation renders them (:mod:`innerprobe.training.encode`); the loss is the mean
+cross-entropy over the answer tokens only. One :class:`FinetuneConfig` holds every knob and
+checks it when built.
 
 * **M1** = M trained on its own object-level behaviour.
 * **M2** = another model trained on M1's behaviour (collected *after* training M1), same prompts
@@ -16,12 +14,15 @@ cross-entropy over answer tokens only: prompt and padding positions carry label 
 **Reproducibility.** The data order of epoch e is a permutation seeded by (seed, e); the learning
 rate is a pure function of the step (linear warm-up then linear decay). A checkpoint holds the
 trainable tensors and AdamW's moment tensors (safetensors), RNG states (safetensors) and the step,
-param groups and loss history (JSON) — no pickle — so a resumed run replays the same batches with
-the same state and ends with the same adapter as an uninterrupted one.
+param groups and loss history (JSON) — no pickle, see :mod:`innerprobe.training.checkpoints` — so
+a resumed run replays the same batches with the same state and ends with the same adapter as an
+uninterrupted one.
 
 **Layout.** The output directory *is* the adapter: peft's ``adapter_config.json`` +
 ``adapter_model.safetensors`` + ``innerprobe_adapter.json`` (base model spec, base fingerprint,
 data hash, config), so ``load_model(out_dir)`` merges it into its base for every other stage.
+:func:`finetune` returns a :class:`FinetuneResult` (``.table``: the loss curve; ``.summary``;
+``.figure()``; ``.save(dir)`` / ``.load(dir)``).
 """
 
 from __future__ import annotations
@@ -36,23 +37,15 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import plotly.graph_objects as go
 import torch
 from datasets import Dataset
-from jaxtyping import Int
 from peft import LoraConfig, get_peft_model
-from safetensors.torch import load_file, save_file
-from torch import Tensor
 from transformers import AutoModelForCausalLM
 
-from innerprobe.behavior.inference import left_pad
-from innerprobe.core.errors import DataError, InnerprobeError, check_at_least
+from innerprobe.core.errors import DataError, InnerprobeError, UnknownNameError
 from innerprobe.core.io import provenance, write_json
 from innerprobe.models.adapters import (
     ADAPTER_META,
@@ -63,151 +56,28 @@ from innerprobe.models.adapters import (
 )
 from innerprobe.models.embedded import EMBEDDED
 from innerprobe.models.loaded import LoadedModel
-from innerprobe.protocol.prompts import label_tokens, render_chat
+from innerprobe.training.checkpoints import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    trainable_state,
+)
+from innerprobe.training.config import LORA_TARGETS, FinetuneConfig
 from innerprobe.training.data import data_hash
+from innerprobe.training.encode import (
+    IGNORE,
+    Encoded,
+    answer_loss,
+    collate,
+    encode_dataset,
+    encode_row,
+)
+from innerprobe.training.result import HISTORY_COLUMNS, FinetuneResult, FinetuneSummary, loss_figure
 
 log = logging.getLogger(__name__)
 
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-IGNORE = -100
 
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Hyper-parameters of one LoRA run (recorded with the adapter).
-
-    ``max_steps`` caps the optimiser steps (None: ``epochs`` full passes); ``save_every`` writes a
-    resumable checkpoint every so many steps (0: only at the end).
-    """
-
-    rank: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
-    lr: float = 5e-4
-    epochs: int = 2
-    batch_size: int = 8
-    max_steps: int | None = None
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    seed: int = 0
-    save_every: int = 0
-    target_modules: tuple[str, ...] = LORA_TARGETS
-
-    def __post_init__(self) -> None:
-        for name in ("rank", "epochs", "batch_size"):
-            check_at_least(name, getattr(self, name), 1)
-        check_at_least("max_steps", self.max_steps, 1, allow_none=True)
-        for name in ("warmup_steps", "save_every", "weight_decay"):
-            check_at_least(name, getattr(self, name), 0)
-        if not self.alpha > 0 or not self.lr > 0:
-            raise DataError(f"alpha and lr must be > 0, got alpha={self.alpha!r}, lr={self.lr!r}")
-        if not 0 <= self.dropout < 1:
-            raise DataError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not self.target_modules:
-            raise DataError(f"target_modules is empty; e.g. {list(LORA_TARGETS)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "target_modules": list(self.target_modules)}
-
-
-@dataclass
-class Encoded:
-    """One tokenised row: prompt + answer ids, labels ``-100`` except on the answer tokens."""
-
-    input_ids: list[int]
-    labels: list[int]
-
-
-@dataclass
-class FinetuneResult:
-    """A finished (or stopped) run: where the adapter is, the in-memory peft model, the losses."""
-
-    out_dir: Path
-    model: Any
-    history: list[dict[str, float]] = field(default_factory=list)
-    step: int = 0
-    total_steps: int = 0
-    finished: bool = False
-
-    def to_dataframe(self):  # -> pd.DataFrame
-
-        return pd.DataFrame(self.history)
-
-
-# --------------------------------------------------------------------------- data
-
-
-def _split_messages(messages: list[dict[str, str]], prefill: str) -> tuple[str | None, str]:
-    system = next((m["content"] for m in messages if m["role"] == "system"), None)
-    user = next((m["content"] for m in messages if m["role"] == "user"), None)
-    if user is None:
-        raise DataError(f"training row without a user message: {messages!r}")
-    return system, user
-
-
-def encode_row(tokenizer: Any, user: str, system: str | None, prefill: str, completion: str) -> Encoded:
-    """Render one chat row as evaluation does and mask everything but the answer tokens."""
-    text = render_chat(tokenizer, user, system, prefill or None)
-    prompt_ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    answer = list(label_tokens(tokenizer, [completion], text, prefill or None).token_ids[0])
-    return Encoded(prompt_ids + answer, [IGNORE] * len(prompt_ids) + answer)
-
-
-def encode_dataset(tokenizer: Any, data: Dataset) -> list[Encoded]:
-    """Tokenise every row of a training Dataset (columns messages, completion, prefill)."""
-    if len(data) == 0:
-        raise DataError("empty training data")
-    missing = {"messages", "completion"} - set(data.column_names)
-    if missing:
-        raise DataError(f"training data lacks columns {sorted(missing)} (has {data.column_names})")
-    out = []
-    for row in data:
-        prefill = row.get("prefill") or ""
-        system, user = _split_messages(row["messages"], prefill)
-        out.append(encode_row(tokenizer, user, system, prefill, row["completion"]))
-    return out
-
-
-def collate(
-    rows: list[Encoded], pad_id: int
-) -> tuple[Int[Tensor, "batch seq"], Int[Tensor, "batch seq"], Int[Tensor, "batch seq"], Int[Tensor, "batch seq"]]:
-    """Left-pad a batch: ``(input_ids, attention_mask, position_ids, labels)``.
-
-    Left padding puts every answer at the end of its row, so the LM head only has to run on the
-    last ``max answer length + 1`` positions (see :func:`answer_loss`). Padding is masked out of
-    attention and carries label ``-100``.
-    """
-    ids, mask, pos = left_pad([r.input_ids for r in rows], pad_id)
-    labels = torch.full(ids.shape, IGNORE, dtype=torch.long)
-    width = ids.shape[1]
-    for i, r in enumerate(rows):
-        labels[i, width - len(r.labels) :] = torch.tensor(r.labels)
-    return ids, mask, pos, labels
-
-
-def answer_loss(
-    model: Any,
-    ids: Int[Tensor, "batch seq"],
-    mask: Int[Tensor, "batch seq"],
-    pos: Int[Tensor, "batch seq"],
-    labels: Int[Tensor, "batch seq"],
-) -> Tensor:
-    """Mean next-token cross-entropy over the answer tokens (labels != -100) of a left-padded batch.
-
-    Only the last ``k + 1`` positions' logits are computed (``k`` = longest answer): the logit at
-    position t predicts token t+1, and no earlier position has a target. With a 262k-token
-    vocabulary (gemma) this removes most of the step's cost.
-    """
-    answer_cols = (labels != IGNORE).any(0).nonzero()
-    if answer_cols.numel() == 0:
-        raise DataError("a batch without answer tokens (all labels are -100)")
-    k = labels.shape[1] - int(answer_cols.min())
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=k + 1).logits
-    pred = logits[:, :-1].float()
-    target = labels[:, -k:]
-    return torch.nn.functional.cross_entropy(
-        pred.reshape(-1, pred.shape[-1]), target.reshape(-1), ignore_index=IGNORE
-    )
+# --------------------------------------------------------------------------- schedule
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -248,16 +118,23 @@ def lora_model(model: LoadedModel, config: FinetuneConfig, device: str | torch.d
 
     The bridge's ``hf_model`` holds TransformerLens wrapper modules that peft cannot inject into,
     so the plain HF model is loaded again from the same weights (the loaded bridge is untouched).
+    The default targets (:data:`LORA_TARGETS`) are those of the model's linear modules it has;
+    targets named in ``config`` must all be linear modules of the model, else
+    ``UnknownNameError`` lists the model's linear module names.
     """
 
     dtype = next(model.hf_model.parameters()).dtype
     base = AutoModelForCausalLM.from_pretrained(hf_weights_dir(model), dtype=dtype)
-    names = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
-    targets = [t for t in config.target_modules if t in names]
-    if not targets:
-        raise InnerprobeError(
-            f"none of the LoRA targets {list(config.target_modules)} exist in {model.name}"
-        )
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)})
+    if config.target_modules == LORA_TARGETS:  # the defaults: those this architecture has
+        targets = [t for t in config.target_modules if t in linear]
+        if not targets:
+            raise UnknownNameError(f"LoRA target module of {model.name}", list(LORA_TARGETS), linear)
+    else:  # named by the caller: every one must exist
+        for t in config.target_modules:
+            if t not in linear:
+                raise UnknownNameError(f"LoRA target module of {model.name}", t, linear)
+        targets = list(config.target_modules)
     if device is not None:
         base = base.to(device)
     torch.manual_seed(config.seed)
@@ -273,10 +150,6 @@ def lora_model(model: LoadedModel, config: FinetuneConfig, device: str | torch.d
         return get_peft_model(base, lcfg)
 
 
-def trainable_state(model: Any) -> dict[str, Tensor]:
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-
-
 def base_spec(model: LoadedModel) -> str:
     """How ``load_model`` can find this model's weights again (embedded name or directory)."""
     fp = model.fingerprint
@@ -288,95 +161,11 @@ def base_spec(model: LoadedModel) -> str:
         return str(merged_model_dir(src) if is_adapter_dir(src) else src.resolve())
     if fp.source.startswith("hub:"):
         return fp.source.removeprefix("hub:")
-    raise InnerprobeError(f"cannot record a base for {fp.short}: load it by name or directory first")
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    sd = opt.state_dict()
-    tensors: dict[str, Tensor] = {}
-    scalars: dict[str, Any] = {}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"state.{idx}.{k}"] = v.detach().cpu().contiguous()
-            else:
-                scalars[f"{idx}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        _, idx, k = key.split(".", 2)
-        state.setdefault(int(idx), {})[k] = v
-    for key, v in meta["scalars"].items():
-        idx, k = key.split(".", 1)
-        state.setdefault(int(idx), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-def _rng_tensors() -> dict[str, Tensor]:
-    out = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            out[f"cuda.{i}"] = s
-    return out
-
-
-def save_checkpoint(
-    ckpt_dir: Path, model: Any, opt: torch.optim.Optimizer, step: int, history: list[dict[str, float]], meta: dict[str, Any]
-) -> Path:
-    """Write a resumable checkpoint atomically (a temp dir renamed into place)."""
-    ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=ckpt_dir.name + ".tmp-", dir=ckpt_dir.parent))
-    try:
-        save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
-        tensors, opt_meta = _optimizer_tensors(opt)
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
-        write_json(tmp / "state.json", {"step": step, "optimizer": opt_meta, "history": history, **meta})
-        if ckpt_dir.exists():
-            shutil.rmtree(ckpt_dir)
-        os.replace(tmp, ckpt_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    for old in ckpt_dir.parent.glob("step-*"):
-        if old != ckpt_dir and old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)  # keep only the latest checkpoint
-    return ckpt_dir
-
-
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    root = out_dir / "checkpoints"
-    if not root.exists():
-        return None
-    ckpts = sorted(
-        (p for p in root.iterdir() if p.name.startswith("step-") and (p / "state.json").exists()),
-        key=lambda p: int(p.name.split("-")[1]),
+    raise InnerprobeError(
+        f"cannot finetune {fp.short} (source {fp.source!r}): training reloads the weights from disk. "
+        "Save the model first (hf_model.save_pretrained(dir); tokenizer.save_pretrained(dir)) and "
+        "load_model(dir), or load it by name, directory or hub id"
     )
-    return ckpts[-1] if ckpts else None
-
-
-def load_checkpoint(ckpt: Path, model: Any, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore trainable tensors, AdamW state and RNG; return the JSON state (step, history...)."""
-    state = json.loads((ckpt / "state.json").read_text())
-    device = next(model.parameters()).device
-    weights = {k: v.to(device) for k, v in load_file(str(ckpt / "trainable.safetensors")).items()}
-    missing = set(trainable_state(model)) - set(weights)
-    if missing:
-        raise DataError(f"{ckpt}: checkpoint lacks {len(missing)} trainable tensors, e.g. {sorted(missing)[0]}")
-    model.load_state_dict(weights, strict=False)
-    opt_tensors = {k: v.to(device) if not k.endswith(".step") else v for k, v in load_file(str(ckpt / "optimizer.safetensors")).items()}
-    _restore_optimizer(opt, opt_tensors, state["optimizer"])
-    rng = load_file(str(ckpt / "rng.safetensors"))
-    torch.set_rng_state(rng["torch"])
-    cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda."))]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-    return state
 
 
 # --------------------------------------------------------------------------- adapter
@@ -394,20 +183,6 @@ def save_adapter(model: Any, out_dir: Path, meta: dict[str, Any]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
     write_json(out_dir / ADAPTER_META, meta)
     return out_dir
-
-
-def loss_figure(history: list[dict[str, float]], title: str = "LoRA training loss"):  # -> go.Figure
-    """Plotly figure of the per-step loss (answer tokens only) and its running mean."""
-
-    steps = [h["step"] for h in history]
-    losses = np.array([h["loss"] for h in history])
-    k = max(1, len(losses) // 20)
-    smooth = np.convolve(losses, np.ones(k) / k, mode="valid") if len(losses) else losses
-    fig = go.Figure()
-    fig.add_scatter(x=steps, y=losses, mode="lines", name="loss", opacity=0.4)
-    fig.add_scatter(x=steps[k - 1 :], y=smooth, mode="lines", name=f"mean of {k}")
-    fig.update_layout(title=title, xaxis_title="optimiser step", yaxis_title="cross-entropy (answer tokens)")
-    return fig
 
 
 def _config_digest(config: FinetuneConfig) -> str:
@@ -502,7 +277,7 @@ def finetune(
         save_adapter(peft_model, out_dir, meta)
         fig = loss_figure(history, f"LoRA loss · {model.name}")
         write_json(out_dir / "loss_curve.plotly.json", json.loads(fig.to_json()))
-    return FinetuneResult(out_dir, peft_model, history, step, total, finished)
+    return FinetuneResult(out_dir, peft_model, history, step, total, finished, len(data), dhash, config)
 
 
 def merged_copy(peft_model: Any) -> Any:
@@ -515,3 +290,11 @@ def steps_for(n_rows: int, config: FinetuneConfig) -> int:
     per_epoch = math.ceil(n_rows / config.batch_size)
     total = per_epoch * config.epochs
     return min(total, config.max_steps) if config.max_steps is not None else total
+
+
+__all__ = [
+    "HISTORY_COLUMNS", "IGNORE", "LORA_TARGETS", "Encoded", "FinetuneConfig", "FinetuneResult", "FinetuneSummary",
+    "answer_loss", "base_spec", "batch_schedule", "collate", "encode_dataset", "encode_row", "epoch_order", "finetune",
+    "hf_weights_dir", "latest_checkpoint", "load_checkpoint", "lora_model", "loss_figure", "lr_at", "merged_copy",
+    "save_adapter", "save_checkpoint", "steps_for", "trainable_state",
+]
