@@ -22,15 +22,18 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np
 import torch
 
+from innerprobe.models.load import load_model
+from innerprobe.patching.cells import cell_names, grid_cells
+from innerprobe.patching.decoder import DecoderStack
+from innerprobe.patching.grid import patch_grid
+from innerprobe.patching.rows import SUFFIX_STRATEGIES
+from innerprobe.patching.search import build_pairs
+from innerprobe.patching.study_config import parse_layers
+
 log = logging.getLogger("bench_patch_cells")
 
 
 def main() -> None:
-    from innerprobe.models.load import load_model
-    from innerprobe.patching.pairs import build_pairs, cell_names, grid_cells
-    from innerprobe.patching.stack import SUFFIX_STRATEGIES, LlamaStack, patch_grid
-    from innerprobe.patching.study import parse_layers
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", nargs="?", default=None)
     ap.add_argument("--n-pairs", type=int, default=6)
@@ -42,7 +45,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model("smollm2-135m-instruct", device="cpu")
-    stack = LlamaStack(model)
+    stack = DecoderStack(model)
     layers = parse_layers(args.layers, stack.n_layers)
     ps = build_pairs(model, "animals", "second_character", n_pairs=args.n_pairs, n_items=args.n_items, n_controls=0)
     cells = [grid_cells(p.h_span, p.h_a.positions["quote_end"], len(p.h_a), 8, 6) for p in ps.pairs]

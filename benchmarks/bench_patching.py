@@ -1,14 +1,14 @@
 """Benchmark: innerprobe batched patching vs TransformerLens ``get_act_patch_resid_pre``.
 
-SmolLM2-135M-Instruct, resid_pre, 30 layers x the last 10 positions of object-level animals
-prompts; pairs replace the last sequence word by a same-token-length animal, metric = logit of
+SmolLM2-135M-Instruct (``--model gemma-3-270m``: Gemma-3-270M, 18 layers), resid_pre, every
+layer x the last 10 positions of object-level animals prompts; pairs replace the last sequence word by a same-token-length animal, metric = logit of
 the original word minus logit of the replacement at the last position.
 
-* 1 pair: the TL loop runs all 300 cells (one bridge forward each).
+* 1 pair: the TL loop runs every cell (one bridge forward each; ``--tl-cells-1`` times a subset).
 * 16 pairs: TL runs each group of equal-length pairs as one batch (TL needs unpadded equal
-  lengths); it is timed on a subset of cells and extrapolated to 300 cells (reported as such).
+  lengths); it is timed on a subset of cells and extrapolated to the whole grid (reported as such).
 
-Usage: python benchmarks/bench_patching.py [OUT.json] [--tl-cells 20]
+Usage: python benchmarks/bench_patching.py [OUT.json] [--model NAME] [--tl-cells 20]
 """
 
 from __future__ import annotations
@@ -25,14 +25,19 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np
 import pandas as pd
 import torch
+import transformer_lens.patching as tlp
+
+from innerprobe.models.load import load_model
+from innerprobe.patching.attribution import attribution_patch
+from innerprobe.patching.candidates import word_replacements
+from innerprobe.patching.decoder import DecoderStack
+from innerprobe.patching.grid import patch_grid
+from innerprobe.protocol.tasks import TASKS, load_items
 
 log = logging.getLogger("bench_patching")
 
 
 def _pairs(model, n: int):
-    from innerprobe.patching.pairs import word_replacements
-    from innerprobe.protocol.tasks import TASKS, load_items
-
     items = load_items("animals", n=4 * n, split="test", seed=0)
     cands = word_replacements(model.tokenizer, items, list(TASKS["animals"].vocabulary), word_index=-1, per_item=1)[0][:n]
     tok = model.tokenizer
@@ -46,8 +51,6 @@ def _pairs(model, n: int):
 
 def _tl(model, pairs, metric, layers, rel, cells):
     """TL loop on groups of equal-length pairs; returns (values [n, L, P] (NaN off-subset), seconds, n_cells_run)."""
-    import transformer_lens.patching as tlp
-
     bridge = model.bridge
     out = np.full((len(pairs), len(layers), len(rel)), np.nan)
     groups = defaultdict(list)
@@ -85,20 +88,18 @@ def main() -> None:
     ap.add_argument("--tl-cells-1", type=int, default=300, help="cells timed for the 1-pair TL run (300: all)")
     ap.add_argument("--suffix", nargs="+", default=["auto", "shared", "per_position"], help="suffix strategies timed")
     ap.add_argument("--only", choices=["1_pair", "16_pairs"], help="run one of the two settings")
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="an embedded model name or a directory")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from innerprobe.models.load import load_model
-    from innerprobe.patching.stack import LlamaStack, attribution_patch, patch_grid
-
     torch.manual_seed(0)
-    model = load_model("smollm2-135m-instruct", device="cpu")
-    stack = LlamaStack(model)
+    model = load_model(args.model, device="cpu")
+    stack = DecoderStack(model)
     stack.cache_bytes = 0  # no trace memo: each strategy pays its own traces, as the TL loop does
     layers, rel = list(range(model.n_layers)), list(range(-10, 0))
     n_cells = len(layers) * len(rel)
     pairs, metric = _pairs(model, 16)
-    report: dict = {"model": model.fingerprint.short, "threads": torch.get_num_threads(),
-                    "grid": f"{len(layers)} layers x {len(rel)} positions (last 10)",
+    report: dict = {"model": model.fingerprint.short, "model_type": stack.model_type, "threads": torch.get_num_threads(),
+                    "grid": f"{len(layers)} layers x {len(rel)} positions (last 10)", "cells": n_cells,
                     "prompt_lengths": sorted({len(p[0]) for p in pairs})}
 
     for label, sub in (("1_pair", pairs[:1]), ("16_pairs", pairs)):
@@ -124,7 +125,7 @@ def main() -> None:
             "tl_s_measured": round(tl_s, 3),
             "tl_length_groups": len({len(p[0]) for p in sub}),
             "tl_cells_timed_per_length_group": per_group,
-            "tl_s_for_300_cells": round(tl_full, 3),
+            "tl_s_for_all_cells": round(tl_full, 3),
             "tl_extrapolated": per_group < n_cells,
             "speedup": round(tl_full / best[0], 2),
             "max_abs_diff": float(np.abs(best[1].patched[ok] - tl_vals[ok]).max()),

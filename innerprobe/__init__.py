@@ -27,21 +27,30 @@ The front doors of each stage are importable from here::
 """
 
 from innerprobe.activations.capture import capture
+from innerprobe.activations.config import CaptureConfig
 from innerprobe.activations.store import ActivationStore
 from innerprobe.behavior.baselines import compare_self_cross
-from innerprobe.behavior.elicitation import BehaviorConfig, BehaviorResult, behave
+from innerprobe.behavior.config import BehaviorConfig
+from innerprobe.behavior.result import BehaviorResult
+from innerprobe.behavior.run import behave
 from innerprobe.core.stats import Estimate, PairedDiff
 from innerprobe.models.fingerprint import ModelFingerprint
 from innerprobe.models.load import load_model
 from innerprobe.models.loaded import LoadedModel
-from innerprobe.patching.pairs import build_pairs
-from innerprobe.patching.stack import attribution_patch, patch_grid, transplant
-from innerprobe.patching.study import run_patch
-from innerprobe.probes.fit import ProbeConfig, probe_store, run_probes
+from innerprobe.patching.attribution import attribution_patch
+from innerprobe.patching.grid import patch_grid
+from innerprobe.patching.search import build_pairs
+from innerprobe.patching.study import run_patching_study
+from innerprobe.patching.study_config import PatchStudyConfig
+from innerprobe.patching.transplant import transplant
+from innerprobe.probes.config import ProbeConfig
+from innerprobe.probes.run import run_probes
+from innerprobe.probes.store import probe_store
 from innerprobe.protocol.prompts import PromptSpec
 from innerprobe.protocol.properties import get_property
 from innerprobe.protocol.tasks import load_items
-from innerprobe.training.finetune import FinetuneConfig, finetune
+from innerprobe.training.config import FinetuneConfig
+from innerprobe.training.finetune import finetune
 from innerprobe.training.shift import behaviour_shift
 
 __version__ = "0.1.0"
@@ -50,11 +59,13 @@ __all__ = [
     "ActivationStore",
     "BehaviorConfig",
     "BehaviorResult",
+    "CaptureConfig",
     "Estimate",
     "FinetuneConfig",
     "LoadedModel",
     "ModelFingerprint",
     "PairedDiff",
+    "PatchStudyConfig",
     "ProbeConfig",
     "PromptSpec",
     "attribution_patch",
@@ -69,7 +80,7 @@ __all__ = [
     "load_model",
     "patch_grid",
     "probe_store",
-    "run_patch",
+    "run_patching_study",
     "run_probes",
     "transplant",
 ]

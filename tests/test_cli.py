@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from innerprobe.behavior import BehaviorResult
 from innerprobe.cli.app import app
 
 runner = CliRunner()
@@ -31,6 +32,9 @@ def test_behave_writes_parquet_and_summary(tmp_path, tiny):
         assert key in prov
     assert prov["model"]["name"] == "tiny-random"
     assert "self-prediction accuracy" in r.output
+    loaded = BehaviorResult.load(out)  # the directory is a saved result too
+    assert loaded.summary.self.accuracy.value == summary["self"]["accuracy"]["value"]
+    assert loaded.provenance["source"] == "animals" == summary["provenance"]["source"]
     assert not list(out.glob(".*.tmp"))  # no half-written files left
 
 

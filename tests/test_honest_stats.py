@@ -16,18 +16,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from rich.console import Console
 from scipy.stats import binomtest
 
-from innerprobe.behavior import baselines
-from innerprobe.behavior.elicitation import (
-    BehaviorConfig,
-    BehaviorResult,
-    ObjectBehavior,
-    greedy_responses,
-)
+from innerprobe import probes as P
+from innerprobe.behavior import baselines, elicitation
+from innerprobe.behavior.config import BehaviorConfig
+from innerprobe.behavior.elicitation import ObjectBehavior, elicit_object, greedy_responses
+from innerprobe.behavior.result import BehaviorResult, BehaviorSummary, PredictorSummary
+from innerprobe.behavior.run import behave
+from innerprobe.cli.ui import behavior_summary_table as _summary_table
 from innerprobe.core import stats
 from innerprobe.core.errors import DataError
-from innerprobe.probes import fit as P
+from innerprobe.patching import search as pairs_mod
+from innerprobe.patching.decoder import DecoderStack
+from innerprobe.patching.grid import PatchResult, _cell_cis
+from innerprobe.patching.traces import trace
+from innerprobe.protocol.prompts import label_tokens
 from innerprobe.protocol.properties import get_property
 from innerprobe.protocol.tasks import load_items
 
@@ -64,30 +69,38 @@ def test_pooled_self_cross_uses_only_scored_rows():
         baselines.pooled_from_tables([tables[0].drop(columns="scored")])
 
 
-def test_compare_self_cross_scores_every_baseline_on_the_scored_ids(monkeypatch):
+def test_compare_self_cross_scores_every_baseline_on_the_scored_ids(monkeypatch, tmp_path):
     items = load_items("animals", n=40, split="test", seed=0)
     table = _behaviour_table()
     table["id"] = items["id"]
     keep = table["scored"].to_numpy(bool)
-    summary = {
-        "self": {"accuracy": stats.accuracy(table["correct"].to_numpy()[keep])},
-        "cross": {"accuracy": stats.accuracy(table["cross_correct"].to_numpy()[keep])},
-        "self_minus_cross": stats.paired_bootstrap_diff(
+    always = stats.accuracy(np.ones(int(keep.sum()), bool))
+    summary = BehaviorSummary(
+        property="first_character", mode="forced", tasks=["animals"], n_items=len(table),
+        n_scored=int(keep.sum()), n_object_noncompliant=4, n_skipped_too_long=0, n_value_outside_labels=10,
+        dropped_reasons={}, object_compliance=always, labels=["a", "b"],
+        self=PredictorSummary(int(keep.sum()), stats.accuracy(table["correct"].to_numpy()[keep]), always),
+        cross=PredictorSummary(int(keep.sum()), stats.accuracy(table["cross_correct"].to_numpy()[keep]), always),
+        self_minus_cross=stats.paired_bootstrap_diff(
             table["correct"].to_numpy(float)[keep], table["cross_correct"].to_numpy(float)[keep]
         ),
-        "mode_baseline": stats.mode_baseline(list(table["object_value"][keep])),
-    }
+        mode_baseline=stats.mode_baseline(list(table["object_value"][keep])),
+    )
     train = load_items("animals", n=30, split="train", seed=0)
     train_values = ["a" if i % 2 else "b" for i in range(30)]
     train_obj = ObjectBehavior([], [], [], train_values, np.ones(30, bool), np.zeros(30, bool))
     monkeypatch.setattr(baselines, "behave", lambda *a, **k: BehaviorResult(table, summary))
     monkeypatch.setattr(baselines, "elicit_object", lambda *a, **k: train_obj)
     comp = baselines.compare_self_cross(None, None, items, get_property("first_character"), text_train_items=train)
-    assert comp.text is not None
-    assert comp.text.n == comp.self_acc.n == comp.cross_acc.n == comp.mode.estimate.n == 26
+    c = comp.summary
+    assert c.text_baseline is not None
+    assert c.text_baseline.n == c.self_accuracy.n == c.cross_accuracy.n == c.mode_baseline.estimate.n == 26
     assert comp.scored_ids == list(table["id"][keep])
     row = comp.row()
     assert row["n"] == row["n_text"] == 26 and row["n_items"] == 40
+    back = baselines.Comparison.load(comp.save(tmp_path / "comparison"))  # a Result: it round-trips
+    assert back.summary == comp.summary and back.scored_ids == comp.scored_ids
+    assert len(comp.figure().data[0].x) == 4  # mode, text-only, self, cross
 
 
 def test_text_baseline_refuses_scored_items_without_label():
@@ -132,20 +145,15 @@ def test_paired_binary_difference_has_exact_mcnemar():
 
 
 def test_behaviour_summary_uses_wilson_and_cli_table_renders(tiny):
-    from rich.console import Console
-
-    from innerprobe.behavior.elicitation import behave
-    from innerprobe.cli.ui import behavior_summary_table as _summary_table
-
     items = load_items("animals", n=8, split="test", seed=0)
     res = behave(tiny, items, get_property("first_character"), BehaviorConfig(object_max_new_tokens=4),
                  predictor_spec=BehaviorConfig().spec)
     s = res.summary
-    for est in (s["object_compliance"], s["self"]["accuracy"], s["self"]["compliance"], s["mode_baseline"].estimate):
+    for est in (s.object_compliance, s.self.accuracy, s.self.compliance, s.mode_baseline.estimate):
         assert est.method.startswith("Wilson")
         assert est.ci_low < est.ci_high  # never a collapsed interval
-    assert s["self"]["n"] == s["n_scored"] == len(res.scored_ids)
-    assert s["self_minus_cross"].mcnemar_p is not None
+    assert s.self.n == s.n_scored == len(res.scored_ids)
+    assert s.self_minus_cross.mcnemar_p is not None
     out = io.StringIO()
     Console(file=out, width=200).print(_summary_table(s, "t"))
     text = out.getvalue()
@@ -173,7 +181,7 @@ def test_default_control_types_recur_so_memorisation_shows():
     selectivity was ~0.6, i.e. accuracy − chance."""
     x, y, groups = _type_coded()
     res = P.run_probes({"O": x}, y, groups, config=P.ProbeConfig(folds=4, n_boot=100, probes=("ridge",)))
-    row = res.to_dataframe().iloc[0]
+    row = res.table.iloc[0]
     assert row["value"] > 0.95
     assert row["control_task"] > 0.85  # the probe memorised the 24 recurring types
     assert row["selectivity"] < 0.15
@@ -190,7 +198,7 @@ def test_missing_types_are_dropped_and_counted_not_one_none_type():
     res = P.run_probes({"O": x}, y, groups, control_types=types, config=cfg)
     assert res.control["n_missing_type"] == 90
     assert res.control["n_types"] == 24  # no "None" type among them
-    df = res.to_dataframe()
+    df = res.table
     assert (df["control_n"] == len(y) - 90).all() and (df["n"] == len(y)).all()
     ct = P.control_task(np.zeros(4, dtype=np.int64), ["a", None, "a", float("nan")], 2, 0)
     assert ct.n_missing == 2 and list(ct.keep) == [True, False, True, False] and ct.labels[1] == -1
@@ -204,7 +212,7 @@ def test_degenerate_control_is_reported_not_scored(types, says):
     x, y, _ = P.synthetic_activations(n=120, n_layers=2, d=16, n_classes=3, seed=0)
     res = P.run_probes({"O": x}, y, control_types=types, config=P.ProbeConfig(folds=3, n_boot=50, probes=("ridge",)))
     assert len(res.warnings) == 1 and says in res.warnings[0]
-    df = res.to_dataframe()
+    df = res.table
     assert df["control_task"].isna().all() and df["selectivity"].isna().all()
     assert res.control["warning"] == res.warnings[0]
 
@@ -237,7 +245,7 @@ def test_best_layer_of_pure_noise_probe_covers_chance():
     y = np.array(["a", "b"])[rng.integers(0, 2, n)]
     res = P.run_probes({"O": x}, y, config=P.ProbeConfig(folds=4, n_boot=100, controls=False, probes=("ridge",)))
     best = P.best_layers(res).iloc[0]
-    acc = res.to_dataframe()
+    acc = res.table
     assert best["naive_value"] == pytest.approx(acc["value"].max())
     # The winner's curse: the max of 30 noisy layers sits well above chance and above the
     # typical layer (whose out-of-fold accuracy on noise is at or below chance).
@@ -250,18 +258,16 @@ def test_best_layer_of_pure_noise_probe_covers_chance():
 
 
 def test_best_patch_cell_of_noise_covers_zero():
-    from innerprobe.patching.stack import PatchResult, _cell_cis
-
     rng = np.random.default_rng(2)
     n, n_l, n_p = 16, 30, 4
     rec = rng.standard_normal((n, n_l, n_p))
     mean, lo, hi = _cell_cis(rec, 500, 0)
     res = PatchResult("resid_pre", "denoise", "logit_diff", list(range(n_l)), list(range(n_p)),
                       [f"t{i}" for i in range(n_p)], rec, np.ones(n), np.zeros(n), rec, mean, lo, hi, 0)
-    b = res.summary()["best_cell"]
-    assert b["naive"]["ci"][0] > 0  # the naive best cell "excludes" 0 on pure noise
-    assert b["ci"][0] <= 0 <= b["ci"][1]
-    assert b["n"] == 8 and "split A (n=8)" in b["selection"]
+    b = res.summary.best_cell
+    assert b.naive.ci_low > 0  # the naive best cell "excludes" 0 on pure noise
+    assert b.estimate.ci_low <= 0 <= b.estimate.ci_high
+    assert b.estimate.n == 8 and "split A (n=8)" in b.selection
 
 
 # ------------------------------------------------------------ 5. forced vs greedy answers
@@ -272,8 +278,6 @@ FORCED: dict[tuple[int, ...], str] = {}
 
 def _copy_first_word(model, prompts, vocabulary, spec, batch_size):
     """Forced choice stand-in: the first sequence word (remembered per prompt for the echo)."""
-    from innerprobe.protocol.prompts import label_tokens
-
     ids = label_tokens(model.tokenizer, list(vocabulary), prompts[0].text, spec.object_prefill).first_ids
     out = [vocabulary.index(p.user.rstrip().split("\n")[-1].split()[0]) for p in prompts]
     FORCED.update({tuple(p.input_ids): vocabulary[i] for p, i in zip(prompts, out)})
@@ -282,9 +286,6 @@ def _copy_first_word(model, prompts, vocabulary, spec, batch_size):
 
 
 def test_pairs_record_agreement_with_greedy_behaviour(tiny, monkeypatch):
-    import innerprobe.patching.pairs as pairs_mod
-    from innerprobe.behavior.elicitation import elicit_object
-
     monkeypatch.setattr(pairs_mod, "_forced_answers", _copy_first_word)
     items = load_items("animals", n=8, split="test", seed=0)
     prop = get_property("first_character")
@@ -298,15 +299,15 @@ def test_pairs_record_agreement_with_greedy_behaviour(tiny, monkeypatch):
     for p in both:
         assert p.greedy_value_a == value_of[p.item_id]
         assert p.greedy_agrees_a == (p.greedy_answer_a == p.answer_a)
-    agree = ps.summary()["forced_vs_greedy"]
-    df = ps.to_dataframe()
+    agree = ps.summary.forced_vs_greedy
+    df = ps.table
     assert agree["n"] == len(both) == len(df)
     assert agree["answer_a"] == pytest.approx(df["greedy_agrees_a"].mean())
     assert agree["n_disagree"] == int((~(df["greedy_agrees_a"] & df["greedy_agrees_b"])).sum())
     # A model whose greedy answer is its forced one ("deer, cat, ...") agrees on every pair.
     echo = lambda model, rows, n, b, progress=None: [f" {FORCED[tuple(r)]}, cat" for r in rows]  # noqa: E731
     monkeypatch.setattr(pairs_mod, "greedy_responses", echo)
-    again = pairs_mod.build_pairs(tiny, "animals", prop, **kw).summary()["forced_vs_greedy"]
+    again = pairs_mod.build_pairs(tiny, "animals", prop, **kw).summary.forced_vs_greedy
     assert again["answer_both"] == 1.0 and again["value_both"] == 1.0 and again["n_disagree"] == 0
 
 
@@ -318,8 +319,7 @@ def _answer(model, ids):
 
 
 def test_greedy_cache_follows_hooks_and_weights(tiny, monkeypatch):
-    from innerprobe.behavior import elicitation as behavior
-
+    behavior = elicitation
     calls = []
     real = behavior.generate
     monkeypatch.setattr(behavior, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -376,9 +376,7 @@ def test_sample_cache_is_per_state(tiny):
 
 
 def test_trace_memo_is_keyed_on_weights(tiny):
-    from innerprobe.patching.stack import LlamaStack, trace
-
-    stack = LlamaStack(tiny)
+    stack = DecoderStack(tiny)
     ids = tiny.tokenizer("a b c d", add_special_tokens=False)["input_ids"]
     first = trace(stack, ids)
     assert trace(stack, ids) is first

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
+from innerprobe import patching as P
 from innerprobe.core.errors import DataError, UnknownNameError
 from innerprobe.core.stats import normalised_recovery
-from innerprobe.patching import stack as P
+from innerprobe.models.loaded import original_module
+from innerprobe.patching import traces as trace_mod
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -25,7 +27,7 @@ METRIC = (5, 9)
 
 @pytest.fixture(scope="module")
 def stack(tiny):
-    return P.LlamaStack(tiny)
+    return P.DecoderStack(tiny)
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +57,11 @@ def test_trace_matches_hf_forward(tiny, stack, pair):
 
 
 def test_trace_cache_reuses_and_evicts(tiny, pair, pair2):
-    st = P.LlamaStack(tiny)
+    st = P.DecoderStack(tiny)
     a = P.trace(st, pair[0])
     assert P.trace(st, pair[0]) is a  # memoised
     assert P.trace(st, pair[0], grad=True) is not a  # gradient traces never are
-    st.cache_bytes = P._run_trace(st, pair2[0], False).nbytes  # room for one trace: the older one goes
+    st.cache_bytes = trace_mod._run_trace(st, pair2[0], False).nbytes  # room for one trace: the older one goes
     P.trace(st, pair2[0])
     assert st.cached_trace(pair[0]) is None and st.cached_trace(pair2[0]) is not None
     st.cache_bytes = 0
@@ -158,7 +160,7 @@ def test_control_pair_shows_no_effect():
     a = tok(A_TEXT)["input_ids"]
     p = _diff_positions(a, tok(B_TEXT)["input_ids"])[0]
     twin = 17 if a[p] != 17 else 18
-    emb = P.original_module(model.hf_model.model.embed_tokens).weight
+    emb = original_module(model.hf_model.model.embed_tokens).weight
     with torch.no_grad():
         emb[twin] = emb[a[p]]
     b = list(a)
@@ -195,18 +197,23 @@ def test_transplant_of_own_residual_is_zero(tiny, pair):
     res = P.transplant(tiny, [item, item], n_boot=50)
     assert np.allclose(res.shift["donor"], 0.0, atol=1e-5)
     assert np.abs(res.shift["random"]).max() > 1e-4  # a norm-matched random vector does move it
-    df = res.to_dataframe()
+    df = res.table
     assert set(df["condition"]) == {"donor", "other_task", "random"}
 
 
-def test_result_tables(tiny, pair, pair2):
+def test_result_tables(tiny, pair, pair2, tmp_path):
     res = P.patch_grid(tiny, [pair, pair2], [METRIC, (7, 11)], positions=[-3, -2, -1], n_boot=50)
-    df = res.to_dataframe()
+    df = res.table
     assert len(df) == 2 * 2 * 3
     assert res.per_item.shape == (2, 2, 3)
     assert res.position_labels[0].startswith("-3:")
-    json.dumps(res.summary())
-    assert P.heatmap(res).data[0].z.shape == (2, 3)
+    s = res.summary
+    assert s.n_pairs == 2 and s.best_cell.layer in res.layers and "naive max" in s.best_cell.selection
+    assert P.heatmap(res).data[0].z.shape == (2, 3) and res.figure().data[0].z.shape == (2, 3)
+    back = P.PatchResult.load(res.save(tmp_path / "grid"))
+    assert np.array_equal(back.patched, res.patched) and back.positions == res.positions
+    pd.testing.assert_frame_equal(back.table, res.table)
+    json.dumps(s.to_dict(), default=str)
 
 
 def test_bad_inputs(tiny, pair):
@@ -226,7 +233,7 @@ def test_bad_inputs(tiny, pair):
 
 
 def test_pairs_accounting_and_empty(tiny):
-    from innerprobe.patching.pairs import build_pairs
+    from innerprobe.patching.search import build_pairs
 
     with pytest.raises(DataError, match="empty pair set|no pair changes|no candidate"):
         build_pairs(tiny, "animals", n_items=6, min_gap=1e9, per_item=2)
@@ -240,11 +247,11 @@ def test_pairs_accounting_and_empty(tiny):
     for c in ps.controls:
         assert c.value_a == c.value_b and c.answer_a != c.answer_b
     # The O gaps are read from the forced-choice forwards: they equal a fresh logit difference.
-    from innerprobe.patching.pairs import _logit_diffs
+    from innerprobe.patching.filters import logit_diffs
 
     both = ps.pairs + ps.controls
-    fresh_a = _logit_diffs(tiny, [p.o_a for p in both], [p.o_tokens for p in both], 4)
-    fresh_b = _logit_diffs(tiny, [p.o_b for p in both], [p.o_tokens for p in both], 4)
+    fresh_a = logit_diffs(tiny, [p.o_a for p in both], [p.o_tokens for p in both], 4)
+    fresh_b = logit_diffs(tiny, [p.o_b for p in both], [p.o_tokens for p in both], 4)
     np.testing.assert_allclose([p.o_ld[0] for p in both], fresh_a, atol=1e-4)
     np.testing.assert_allclose([p.o_ld[1] for p in both], fresh_b, atol=1e-4)
     assert ps.n_candidates == sum(v for k, v in ps.excluded.items() if k not in ("unequal_length", "not_sequence")) + len(ps.pairs) + len(ps.controls)
@@ -252,7 +259,7 @@ def test_pairs_accounting_and_empty(tiny):
 
 def test_pairs_search_stops_when_budgets_are_full(tiny, monkeypatch):
     """Chunked search: small budgets use fewer items than drawn; every count stays consistent."""
-    import innerprobe.patching.pairs as pairs_mod
+    import innerprobe.patching.search as pairs_mod
 
     monkeypatch.setattr(pairs_mod, "_forced_answers", _copy_first_word)
     kw = dict(n_items=16, min_gap=-1e9, per_item=1, word_index="any")
@@ -336,7 +343,7 @@ def _copy_first_word(model, prompts, vocabulary, spec, batch_size):
 def test_any_word_index_finds_pairs_where_last_word_fails(tiny, monkeypatch):
     """Regression: replacing only the last word yielded ~0 pairs on SmolLM2, which copies the
     first word; ``word_index="any"`` searches positions (first word first) and finds them."""
-    import innerprobe.patching.pairs as pairs_mod
+    import innerprobe.patching.search as pairs_mod
 
     monkeypatch.setattr(pairs_mod, "_forced_answers", _copy_first_word)
     kw = dict(n_items=8, min_gap=-1e9, per_item=1, n_pairs=100, n_controls=100)
@@ -348,13 +355,13 @@ def test_any_word_index_finds_pairs_where_last_word_fails(tiny, monkeypatch):
     assert all(p.word_index == 0 for p in ps.pairs + ps.controls)
     assert ps.excluded["same_answer"] == 0
     again = pairs_mod.build_pairs(tiny, "animals", word_index="any", **kw)
-    assert ps.to_dataframe().equals(again.to_dataframe())  # same seed, same pairs
+    assert ps.table.equals(again.table)  # same seed, same pairs
     with pytest.raises(DataError, match="word_index"):
         pairs_mod.build_pairs(tiny, "animals", word_index="first", **kw)
 
 
 def test_word_order_is_a_seeded_permutation_starting_at_zero():
-    from innerprobe.patching.pairs import word_order
+    from innerprobe.patching.candidates import word_order
 
     a = word_order(9, np.random.default_rng(3))
     assert a[0] == 0 and sorted(a) == list(range(9))
@@ -364,7 +371,7 @@ def test_word_order_is_a_seeded_permutation_starting_at_zero():
 @pytest.fixture(scope="module")
 def word_pairs(tiny):
     """Pairs whose replaced word is the first sequence word (the tiny model stands in for SmolLM2)."""
-    import innerprobe.patching.pairs as pairs_mod
+    import innerprobe.patching.search as pairs_mod
 
     mp = pytest.MonkeyPatch()
     mp.setattr(pairs_mod, "_forced_answers", _copy_first_word)
@@ -385,12 +392,12 @@ def test_pairs_record_the_replaced_word_span(tiny, word_pairs):
             assert diff and span[0] <= min(diff) and max(diff) < span[1]
             assert p.word_a in tok.decode(a.input_ids[span[0] : span[1]])
             assert p.word_b in tok.decode(b.input_ids[span[0] : span[1]])
-    df = word_pairs.to_dataframe()
+    df = word_pairs.table
     assert {"o_span_start", "o_span_end", "h_span_start", "h_span_end"} <= set(df.columns)
 
 
 def _o_cells(tiny, pairs, k=3, last=2):
-    from innerprobe.patching.pairs import grid_cells, p_end
+    from innerprobe.patching.cells import grid_cells, p_end
 
     return [grid_cells(p.o_span, p_end(tiny.tokenizer, p.o_a, p.o_a.user), len(p.o_a), k, last) for p in pairs]
 
@@ -400,7 +407,7 @@ def test_patch_grid_covers_the_replaced_word(tiny, word_pairs):
     (first) word, so no cell could carry the difference at early layers. At layer 0 resid_pre is
     the embedding, equal in both runs except at the word: patching the word cell recovers exactly
     1, every other cell exactly 0."""
-    from innerprobe.patching.pairs import cell_names
+    from innerprobe.patching.cells import cell_names
 
     src = word_pairs.pairs + word_pairs.controls
     cells = _o_cells(tiny, src)
@@ -432,7 +439,7 @@ def test_cells_batched_equals_looped(tiny, word_pairs):
 
 
 def test_transplant_writes_the_replaced_word(tiny, word_pairs):
-    from innerprobe.patching.pairs import p_end, transplant_positions
+    from innerprobe.patching.cells import p_end, transplant_positions
 
     p = next(q for q in word_pairs.pairs + word_pairs.controls if q.h_span != (0, 0))
     o_end = p_end(tiny.tokenizer, p.o_b, p.o_b.user)

@@ -1,59 +1,92 @@
-"""``innerprobe patch``: minimal pairs, O and H patching maps, AtP and O→H transplants."""
+"""``innerprobe patch``: minimal pairs, O and H patching maps, AtP and O→H transplants.
+
+A thin verb over :func:`~innerprobe.patching.study.run_patching_study`: the options build a
+:class:`~innerprobe.patching.study_config.PatchStudyConfig` (which checks every value), the study
+runs, ``result.save(out)`` writes it and a few summary lines are printed.
+"""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from innerprobe.cli.options import (
+    DeviceOpt,
+    LayersOpt,
+    ModelOpt,
+    OutOpt,
+    PropertyOpt,
+    SeedOpt,
+    SiteOpt,
+    TaskOpt,
+)
 from innerprobe.cli.ui import Bars, console, fail, preflight
 from innerprobe.core.errors import InnerprobeError
-from innerprobe.patching.study import check_patch_options, run_patch
+from innerprobe.patching.study import PatchStudyConfig, PatchStudyResult, run_patching_study
 
-log = logging.getLogger(__name__)
+NPairsOpt = Annotated[int, typer.Option(help="Property pairs to keep.")]
+NItemsOpt = Annotated[int, typer.Option(help="Items tried when building pairs.")]
+MinGapOpt = Annotated[float, typer.Option(help="Logit-difference gap filter threshold.")]
+GapRuleOpt = Annotated[str, typer.Option(help="difference | both_runs.")]
+PTokensOpt = Annotated[int, typer.Option(help="Tokens at the end of P patched and aligned O↔H (besides the replaced word).")]
+LastOpt = Annotated[int, typer.Option(help="Last prompt positions patched.")]
+OtherTaskOpt = Annotated[str, typer.Option(help="Task of the other-task transplant control.")]
+
+
+def print_summary(result: PatchStudyResult) -> None:
+    """The lines ``innerprobe patch`` prints: greedy agreement, then each map's best cell."""
+    s = result.summary
+    agree = s.answer_agreement
+    if agree is not None:
+        console.print(f"pairs: forced-choice answer = greedy answer on both sides for {agree.value:.0%} of {agree.n} pairs")
+    rows = (("o_map", s.n_pairs, s.o_map_best, s.o_map_best_cell, s.o_map_selection),
+            ("h_map", s.n_pairs, s.h_map_best, s.h_map_best_cell, s.h_map_selection),
+            ("o_map_controls", s.n_controls, s.o_map_controls_best, s.o_map_controls_best_cell,
+             s.o_map_controls_selection))
+    for name, n, est, cell, selection in rows:
+        if name not in result.maps():
+            continue
+        if est is None:
+            console.print(f"{name}: n={n} no finite recovery")
+            continue
+        console.print(f"{name}: n={n} best {cell} recovery {est.value:.2f} [{est.ci_low:.2f}, {est.ci_high:.2f}]")
+        console.print(f"  ({selection})")
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def patch(
-        model: str = typer.Option("smollm2-135m-instruct", help="Embedded name, HF dir or hub id."),
-        task: str = typer.Option("animals", help="Sequence task with a vocabulary."),
-        property: str = typer.Option("second_character", "--property", help="Property of the answer."),
-        n_pairs: int = typer.Option(16, min=1, help="Property pairs to keep."),
-        site: str = typer.Option("resid_pre", help="resid_pre | resid_post | attn_out | mlp_out."),
-        out: Path = typer.Option(Path("runs/patch"), help="Output directory."),
-        n_items: int = typer.Option(200, min=2, help="Items tried when building pairs."),
-        min_gap: float = typer.Option(0.5, help="Logit-difference gap filter threshold."),
-        gap_rule: str = typer.Option("difference", help="difference | both_runs."),
-        p_tokens: int = typer.Option(8, min=0, help="Tokens at the end of P patched and aligned O↔H (besides the replaced word)."),
-        last: int = typer.Option(6, min=1, help="Last prompt positions patched."),
-        other_task: str = typer.Option("colors", help="Task of the other-task transplant control."),
-        seed: int = typer.Option(0, help="Seed for items, pairs and bootstrap."),
-        device: str | None = typer.Option(None, help="cpu | cuda | cuda:N | mps."),
-        layers: str = typer.Option("all", help="Layers patched: all | '0,5,9' | slice '0:30:3'."),
+        model: ModelOpt = "smollm2-135m-instruct",
+        task: TaskOpt = "animals",
+        property: PropertyOpt = "second_character",
+        n_pairs: NPairsOpt = 16,
+        site: SiteOpt = "resid_pre",
+        out: OutOpt = Path("runs/patch"),
+        n_items: NItemsOpt = 200,
+        min_gap: MinGapOpt = 0.5,
+        gap_rule: GapRuleOpt = "difference",
+        p_tokens: PTokensOpt = 8,
+        last: LastOpt = 6,
+        other_task: OtherTaskOpt = "colors",
+        seed: SeedOpt = 0,
+        device: DeviceOpt = None,
+        layers: LayersOpt = "all",
     ) -> None:
         """Activation patching of O and H on minimal pairs, with AtP and O→H transplants."""
 
         try:
-            check_patch_options(task, property, site, gap_rule, other_task)
+            config = PatchStudyConfig(
+                n_pairs=n_pairs, site=site, n_items=n_items, min_gap=min_gap, gap_rule=gap_rule,
+                p_tokens=p_tokens, last=last, layers=layers, other_task=other_task, seed=seed, device=device,
+            )
             preflight(out, "patch", device, models=(model,))
             with Bars() as bars:
-                summary = run_patch(
-                    model, task, property, n_pairs, site, out, n_items=n_items, min_gap=min_gap,
-                    gap_rule=gap_rule, p_tokens=p_tokens, last=last, other_task=other_task, seed=seed,
-                    device=device, progress=bars.factory, console=console, layers=layers,
-                )
+                result = run_patching_study(model, task, property, config, progress=bars.factory)
+            result.save(out)
         except InnerprobeError as e:
             fail(e)
             return
-        agree = summary["pairs"].get("forced_vs_greedy", {})
-        if agree.get("n"):
-            console.print(f"pairs: forced-choice answer = greedy answer on both sides for "
-                          f"{agree['answer_both']:.0%} of {agree['n']} pairs")
-        for name, s in summary["maps"].items():
-            b = s["best_cell"]
-            ci = "[" + ", ".join(f"{v:.2f}" for v in b["ci"]) + "]"
-            console.print(f"{name}: n={s['n_pairs']} best layer {b['layer']} {b['token']!r} recovery {b['recovery']:.2f} {ci}")
-            console.print(f"  ({b['selection']})")
+        print_summary(result)
         console.print(f"wrote {out}")

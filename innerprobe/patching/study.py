@@ -1,187 +1,227 @@
 """The patching study in one call: pairs → O map → H map → AtP → O→H transplant.
 
-Minimal pairs (:mod:`innerprobe.patching.pairs`) are built on the object prompt O; both the
-object map (patching O(P_A) with O(P_B) position by layer) and the hypothetical map (the same on
-H(P_A) / H(P_B), the quoted P inside H) are denoising grids over the replaced word and the last
-tokens of P; on ``resid_pre`` attribution patching (AtP) approximates the H map from one forward
-and one backward, and its agreement with the exact map is reported. The transplant writes O(P_B)'s
-residual at the word and the last P tokens into H(P_A)'s quote at the same places, beside two
-controls: O(P_A) (same property, no shift expected) and an other-task object prompt.
+::
+
+    from innerprobe.patching.study import PatchStudyConfig, run_patching_study
+    result = run_patching_study("smollm2-135m-instruct", "animals", "second_character",
+                                PatchStudyConfig(n_pairs=16, layers="0:30:3"))
+    result.summary            # best cells with held-out estimates, AtP agreement, transplant shifts
+    result.figure()           # O map beside H map on the quoted P
+    result.save("runs/patch") # what `innerprobe patch` writes; PatchStudyResult.load() reads it
+
+What happens, in order:
+
+1. **Minimal pairs** (:func:`~innerprobe.patching.search.build_pairs`) are built on the object
+   prompt O from the items (a task name, a ``datasets.Dataset`` or a list of dicts).
+2. The **object map** patches O(P_A) with O(P_B), cell by layer, and the **hypothetical map**
+   does the same on H(P_A) / H(P_B), the quoted P inside H: both are denoising grids over the
+   replaced word and the last tokens of P (:mod:`innerprobe.patching.cells`). Control pairs
+   (answer changes, property does not) get their own O map.
+3. On ``resid_pre``, **attribution patching** (AtP) approximates the H map from one forward and
+   one backward; its agreement with the exact map is reported (triage, not a result).
+4. The **transplant** writes O(P_B)'s residual at the word and the last P tokens into H(P_A)'s
+   quote at the same places, beside its controls: O(P_A) (same property, no shift expected), a
+   norm-matched random vector, and an object prompt of another task.
+
+The model may be a loaded model, a ``TransformerBridge`` the caller built, or a model name or
+directory (:func:`~innerprobe.models.load.load_model`). The items' digest
+(:func:`~innerprobe.protocol.tasks.loaders.items_digest`) and the model's fingerprint go into
+the result's provenance, so a saved study says exactly what it was run on.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-import plotly.graph_objects as go
+from datasets import Dataset
 
-from innerprobe.core.errors import DataError, check_choice
-from innerprobe.core.io import provenance, write_json, write_parquet
+from innerprobe.core.errors import DataError
+from innerprobe.core.io import provenance
 from innerprobe.models.load import load_model
-from innerprobe.patching.pairs import (
-    GapRule,
-    build_pairs,
-    cell_names,
-    grid_cells,
-    p_end,
-    transplant_positions,
-)
-from innerprobe.patching.stack import (
-    SITES,
-    LlamaStack,
-    TransplantItem,
-    attribution_patch,
-    comparison_figure,
-    heatmap,
-    patch_grid,
-    transplant,
-)
-from innerprobe.protocol.prompts import PromptSpec, object_prompt
-from innerprobe.protocol.properties import get_property
+from innerprobe.models.loaded import LoadedModel
+from innerprobe.patching.attribution import attribution_patch
+from innerprobe.patching.cells import cell_names, grid_cells, p_end, transplant_positions
+from innerprobe.patching.decoder import DecoderStack
+from innerprobe.patching.grid import PatchResult, patch_grid
+from innerprobe.patching.pairs import PairSet
+from innerprobe.patching.search import Items, build_pairs, check_pair_task
+from innerprobe.patching.study_config import PatchStudyConfig, parse_layers
+from innerprobe.patching.study_result import PatchStudyResult
+from innerprobe.patching.transplant import TransplantItem, TransplantResult, transplant
+from innerprobe.protocol.prompts import object_prompt
+from innerprobe.protocol.properties import Property, get_property
 from innerprobe.protocol.tasks import load_items
+from innerprobe.protocol.tasks.loaders import as_items, items_digest
 
 log = logging.getLogger(__name__)
 
+Progress = Callable[[str, int], Callable[[int], None]] | None
+"""``progress(stage, total)`` returns ``advance(n)``: how a caller (the CLI's bars) follows a run."""
 
-def parse_layers(spec: str | None, n_layers: int) -> list[int]:
-    """``None`` → every layer; ``"0,5,9"`` → those; ``"0:30:3"`` → ``range(0, 30, 3)``."""
+def _task_of(items: Dataset, config: PatchStudyConfig) -> str:
+    if config.task is not None:
+        return config.task
+    names = sorted(set(items["task"]))
+    if len(names) != 1:
+        raise DataError(f"items of several tasks {names}: set PatchStudyConfig(task=...) for the vocabulary")
+    check_pair_task(names[0])
+    return names[0]
 
-    if spec is None or spec.strip() in ("", "all"):
-        return list(range(n_layers))
-    try:
-        if ":" in spec:
-            out = list(range(n_layers))[slice(*(int(x) if x else None for x in spec.split(":")))]
-        else:
-            out = [int(x) for x in spec.split(",")]
-    except ValueError as e:
-        raise DataError(f"--layers {spec!r}: use 'all', a list '0,5,9' or a slice '0:30:3'") from e
-    bad = [x for x in out if not 0 <= x < n_layers]
-    if bad or not out:
-        raise DataError(f"--layers {spec!r} gives {bad or out}; valid layers are 0..{n_layers - 1}")
+
+def _source(items: Any) -> str:
+    return items if isinstance(items, str) else type(items).__name__
+
+
+def _as_model(model: Any, device: str | None) -> LoadedModel:
+    return model if isinstance(model, LoadedModel) else load_model(model, device=device)
+
+
+class _Clock:
+    """Seconds per stage, in the order the stages ran."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def tick(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round(now - self._t, 2)
+        self._t = now
+
+
+def run_patching_study(
+    model: LoadedModel | Any | str,
+    items: Items = "animals",
+    prop: str | Property = "second_character",
+    config: PatchStudyConfig | None = None,
+    *,
+    other_items: str | Dataset | Sequence[Mapping[str, Any]] | None = None,
+    out: str | Path | None = None,
+    progress: Progress = None,
+) -> PatchStudyResult:
+    """Run the whole patching study (see the module docstring) and return its result.
+
+    Args:
+        model: a :class:`~innerprobe.models.loaded.LoadedModel`, a ``TransformerBridge``, or
+            a model name / directory / hub id (loaded on ``config.device``).
+        items: where the minimal pairs come from: a task name (its first ``config.n_items``
+            items of the test split, drawn with ``config.seed``), a ``datasets.Dataset`` or a
+            list of dicts (item records; the first ``config.n_items``).
+        prop: the property the hypothetical asks about (a name or a ``Property``).
+        other_items: items of the other-task transplant control (default: ``config.other_task``).
+        out: when given, the result is also saved there (:meth:`PatchStudyResult.save`).
+        progress: ``progress(stage, total) -> advance`` for progress bars.
+
+    Everything that can be checked without the model (config, property, items, tasks) is
+    checked before it is loaded.
+
+    Raises:
+        DataError / UnknownNameError: bad items, names or layers (naming the valid ones), or no
+            property pair survives the filters.
+    """
+    config = config or PatchStudyConfig()
+    prop = get_property(prop) if isinstance(prop, str) else prop
+    ds = as_items(items, n=config.n_items, split="test", seed=config.seed)
+    task = _task_of(ds, config)
+    other_source = other_items if other_items is not None else config.other_task
+    other_ds = None if isinstance(other_source, str) else as_items(other_source)
+    if isinstance(other_items, str):
+        load_items(other_items, n=1)  # fails now, not after the model and the maps
+    clock = _Clock()
+    m = _as_model(model, config.device)
+    clock.tick("load")
+    stack = DecoderStack(m)
+    layers = parse_layers(config.layers, stack.n_layers)
+    log.info("building minimal pairs from %d %s items", len(ds), task)
+    ps = build_pairs(m, task, prop, items=ds, n_pairs=config.n_pairs, n_controls=config.n_controls,
+                     min_gap=config.min_gap, gap_rule=config.gap_rule, spec=config.spec, seed=config.seed)
+    clock.tick("pairs")
+    maps = _maps(m, stack, ps, layers, config, progress, clock)
+    h_atp = agreement = None
+    if config.site == "resid_pre":
+        h_pairs, h_toks = ps.h_inputs()
+        h_atp = attribution_patch(m, h_pairs, h_toks, layers=layers, cells=_h_cells(ps, config),
+                                  cell_labels=cell_names(config.p_tokens, config.last), stack=stack)
+        agreement = h_atp.agreement(maps["h_map"], seed=config.seed)
+        clock.tick("h_atp")
+    other = other_ds if other_ds is not None else as_items(other_source, n=len(ps.pairs), split="test", seed=config.seed)
+    tr, n_word_left_out = _transplant(m, stack, ps, other.select(range(min(len(ps.pairs), len(other)))),
+                                      layers, config)
+    clock.tick("transplant")
+    prov = provenance(
+        m.fingerprint, seed=config.seed, template_hash=config.spec.template_hash(prop, task), task=task,
+        property=prop.name, site=config.site, items_source=_source(items), items_digest=items_digest(ds),
+        n_items=len(ds), other_items_source=_source(other_source), other_items_digest=items_digest(other),
+    )
+    result = PatchStudyResult(
+        config=config, pairs=ps, o_map=maps["o_map"], h_map=maps["h_map"], o_map_controls=maps.get("o_map_controls"),
+        h_atp=h_atp, h_atp_agreement=agreement, transplant=tr, transplant_word_left_out=n_word_left_out,
+        timings=clock.timings, provenance=prov,
+    )
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def _o_cells(tok: Any, src: list, config: PatchStudyConfig) -> list[list[tuple[int, ...]]]:
+    return [grid_cells(p.o_span, p_end(tok, p.o_a, p.o_a.user), len(p.o_a), config.p_tokens, config.last)
+            for p in src]
+
+
+def _h_cells(ps: PairSet, config: PatchStudyConfig) -> list[list[tuple[int, ...]]]:
+    return [grid_cells(p.h_span, p.h_a.positions["quote_end"], len(p.h_a), config.p_tokens, config.last)
+            for p in ps.pairs]
+
+
+def _maps(m: LoadedModel, stack: DecoderStack, ps: PairSet, layers: list[int], config: PatchStudyConfig,
+          progress: Progress, clock: _Clock) -> dict[str, PatchResult]:
+    """The O map, the H map and (with control pairs) the control O map."""
+    names = cell_names(config.p_tokens, config.last)
+    todo = {"o_map": (ps.o_inputs("pairs"), _o_cells(m.tokenizer, ps.pairs, config)),
+            "h_map": (ps.h_inputs(), _h_cells(ps, config))}
+    if ps.controls:
+        todo["o_map_controls"] = (ps.o_inputs("controls"), _o_cells(m.tokenizer, ps.controls, config))
+    out = {}
+    for name, ((pairs, toks), cells) in todo.items():
+        adv = progress(name, len(pairs) * len(layers) * len(names)) if progress else None
+        out[name] = patch_grid(m, pairs, toks, site=config.site, layers=layers, cells=cells, cell_labels=names,
+                               n_boot=config.n_boot, seed=config.seed, progress=adv, stack=stack)
+        clock.tick(name)
     return out
 
 
-def check_patch_options(task: str, prop_name: str, site: str, gap_rule: str, other_task: str) -> None:
-    """Names the patch verb takes, checked before any model is loaded or map computed."""
+def _transplant(m: LoadedModel, stack: DecoderStack, ps: PairSet, other: Dataset, layers: list[int],
+                config: PatchStudyConfig) -> tuple[TransplantResult, int]:
+    """O→H transplant items (donor, same-property and other-task O prompts per pair), run.
 
-
-    check_choice("site", site, SITES)
-    check_choice("gap rule", gap_rule, get_args(GapRule))
-    get_property(prop_name)
-    for name in (task, other_task):  # --task and --other-task: generated tasks
-        load_items(name, n=1)
-
-
-def run_patch(
-    model: str, task: str, prop_name: str, n_pairs: int, site: str, out: Path, *, n_items: int, min_gap: float,
-    gap_rule: str, p_tokens: int, last: int, other_task: str, seed: int, device: str | None, progress: Any,
-    console: Any, layers: str | None = None,
-) -> dict[str, Any]:
-
-    spec = PromptSpec()
-    prop = get_property(prop_name)
-    timings: dict[str, float] = {}
-    clock = [time.perf_counter()]
-
-    def tick(stage: str) -> None:
-        now = time.perf_counter()
-        timings[stage] = round(now - clock[0], 2)
-        clock[0] = now
-
-    console.log(f"loading {model}")
-    m = load_model(model, device=device)
-    tick("load")
-    stack = LlamaStack(m)
-    layer_list = parse_layers(layers, stack.n_layers)
-    console.log("building minimal pairs")
-    ps = build_pairs(m, task, prop, n_pairs=n_pairs, n_items=n_items, min_gap=min_gap, gap_rule=gap_rule,
-                     spec=spec, seed=seed)
-    tick("pairs")
-    tok = m.tokenizer
-    names = cell_names(p_tokens, last)
-
-    def o_cells(src: list) -> list:
-        return [grid_cells(p.o_span, p_end(tok, p.o_a, p.o_a.user), len(p.o_a), p_tokens, last) for p in src]
-
-    h_cells = [grid_cells(p.h_span, p.h_a.positions["quote_end"], len(p.h_a), p_tokens, last) for p in ps.pairs]
-    out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {}
-
-    def grid(name: str, inputs: tuple[list, list], cells: list) -> Any:
-        pairs, toks = inputs
-        adv = progress(name, len(pairs) * len(layer_list) * len(names))
-        res = patch_grid(m, pairs, toks, site=site, layers=layer_list, cells=cells, cell_labels=names, seed=seed,
-                         progress=adv, stack=stack)
-        write_parquet(out / f"{name}.parquet", res.to_dataframe())
-        heatmap(res, f"{name}: {site} denoising").write_html(out / f"{name}.html")
-        results[name] = res
-        tick(name)
-        return res
-
-    o_map = grid("o_map", ps.o_inputs("pairs"), o_cells(ps.pairs))
-    h_map = grid("h_map", ps.h_inputs(), h_cells)
-    if ps.controls:
-        grid("o_map_controls", ps.o_inputs("controls"), o_cells(ps.controls))
-    n_p = 1 + p_tokens  # the word and the last tokens of P: the columns O and H share
-    comparison_figure(o_map, h_map, list(range(n_p)), list(range(n_p))).write_html(out / "o_vs_h.html")
-    summary: dict[str, Any] = {"pairs": ps.summary(), "maps": {k: v.summary() for k, v in results.items()}}
-    if site == "resid_pre":
-        pairs, toks = ps.h_inputs()
-        atp = attribution_patch(m, pairs, toks, layers=layer_list, cells=h_cells, cell_labels=names, stack=stack)
-        write_parquet(out / "h_atp.parquet", atp.to_dataframe())
-        agree = atp.agreement(h_map, seed=seed)
-        summary["h_atp_pearson_r"] = agree.value
-        summary["h_atp_agreement"] = agree.to_dict()
-        tick("h_atp")
-    # O -> H transplant: O(P_B)'s residual on the replaced word and the last P tokens into H(P_A)'s
-    # quoted P at the same places.
-    other = load_items(other_task, n=len(ps.pairs), split="test", seed=seed)
+    Returns the result and how many pairs had the replaced word left out of the donor's write
+    positions (O and H word spans of unequal token length).
+    """
+    tok, k = m.tokenizer, config.p_tokens
     items = []
     n_word_left_out = 0
     for p, o_row in zip(ps.pairs, other):
-        h_ids = p.h_a.input_ids
-        h_end = p.h_a.positions["quote_end"]
+        h_ids, h_end = p.h_a.input_ids, p.h_a.positions["quote_end"]
         donors = {}
         for cond, o_prompt in (("donor", p.o_b), ("same_property", p.o_a)):
             read, write, word = transplant_positions(
-                o_prompt.input_ids, p.o_span, p_end(tok, o_prompt, o_prompt.user), h_ids, p.h_span, h_end, p_tokens
+                o_prompt.input_ids, p.o_span, p_end(tok, o_prompt, o_prompt.user), h_ids, p.h_span, h_end, k
             )
             n_word_left_out += cond == "donor" and not word
             donors[cond] = (o_prompt.input_ids, read, write)
-        o_other = object_prompt(tok, o_row["question"], spec)
+        o_other = object_prompt(tok, o_row["question"], config.spec)
         end = p_end(tok, o_other, o_row["question"])
         write = donors["donor"][2]
         donors["other_task"] = (o_other.input_ids, list(range(end - len(write), end)), write)
         items.append(TransplantItem(h_ids, (p.h_tokens[1], p.h_tokens[0]), donors))
-    tr = transplant(m, items, layers=layer_list, seed=seed, stack=stack)
-    tick("transplant")
-    write_parquet(out / "transplant.parquet", tr.to_dataframe())
-    _transplant_figure(tr).write_html(out / "transplant.html")
-    summary["transplant"] = tr.to_dataframe().to_dict(orient="records")
-    summary["transplant_word_left_out"] = int(n_word_left_out)  # O and H word spans of unequal length
     if n_word_left_out:
         log.warning("transplant: the replaced word left out for %d pairs (O/H spans differ)", n_word_left_out)
-    write_parquet(out / "pairs.parquet", ps.to_dataframe())
-    summary["provenance"] = provenance(m.fingerprint, seed=seed, template_hash=spec.template_hash(prop, task),
-                                       task=task, property=prop.name, site=site)
-    summary["timings_s"] = timings
-    write_json(out / "summary.json", summary)
-    return summary
+    tr = transplant(m, items, layers=layers, seed=config.seed, n_boot=config.n_boot, stack=stack)
+    return tr, int(n_word_left_out)
 
 
-def _transplant_figure(tr: Any) -> Any:
-
-    fig = go.Figure()
-    df = tr.to_dataframe()
-    for cond, d in df.groupby("condition"):
-        fig.add_trace(go.Scatter(
-            x=d["layer"], y=d["value"], name=cond, mode="lines+markers",
-            error_y={"type": "data", "symmetric": False, "array": d["ci_high"] - d["value"],
-                     "arrayminus": d["value"] - d["ci_low"]},
-        ))
-    fig.update_layout(title="O→H transplant: shift toward the donor's property label",
-                      xaxis_title="layer", yaxis_title="Δ logit diff (donor − own label)")
-    return fig
+__all__ = ["PatchStudyConfig", "PatchStudyResult", "Progress", "parse_layers", "run_patching_study"]
