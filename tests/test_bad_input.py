@@ -143,7 +143,7 @@ def test_outputs_respect_the_umask(tmp_path):
     [
         ([*BEHAVE, "--batch-size", "0"], ["BehaviorConfig.batch_size", "must be >= 1, got 0"]),
         ([*BEHAVE, "--calibration-samples", "-1"], ["BehaviorConfig.calibration_samples", "must be >= 0, got -1"]),
-        (["capture", "--model", "tiny-random", "--shard-size", "0"], ["--shard-size", "greater than or equal to 1"]),
+        (["capture", "--model", "tiny-random", "--shard-size", "0"], ["shard_size", ">= 1, got 0"]),
         (["capture", "--model", "tiny-random", "--sites", "resid_postt"], ["'resid_postt'", "resid_post, resid_pre"]),
         (["capture", "--model", "tiny-random", "--dtype", "int8"], ["'int8'", "float16, float32"]),
         (["finetune", "--model", "tiny-random", "--rank", "0"], ["--rank", "greater than or equal to 1"]),
