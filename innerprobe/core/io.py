@@ -38,6 +38,7 @@ STAGE_FILES: dict[str, tuple[str, ...]] = {
     "probe": ("results.parquet", "directions.safetensors"),
     "patch": ("o_map.parquet", "h_map.parquet", "transplant.parquet"),
     "finetune": ("adapter_config.json", "loss_curve.json", "train.jsonl", "checkpoints"),
+    "inject": ("conditions.parquet",),
 }
 
 
