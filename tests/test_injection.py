@@ -17,7 +17,9 @@ from innerprobe.interventions.injection import Condition, readout, run_injection
 from innerprobe.interventions.injection_config import TIMINGS, InjectionConfig, timing_selector
 from innerprobe.interventions.injection_result import InjectionResult
 from innerprobe.interventions.trials import DETECT, build_trial
-from innerprobe.training.detector import DetectorConfig, train_detector
+from innerprobe.training.detector import DetectorConfig, inject_rows, injection_mask, train_detector
+from innerprobe.training.encode import IGNORE, Encoded, collate
+from innerprobe.training.finetune import lora_model
 
 WORDS = ["ocean", "music", "bread"]  # distinct first tokens in the tiny tokenizer
 LAYER = 1  # at layer 0 the last token's residual is its embedding: no concept signal
@@ -155,6 +157,22 @@ def test_save_load_round_trip(result, tmp_path):
     assert [list(p) for p in back.table["positions"]] == [list(p) for p in result.table["positions"]]
     assert torch.equal(back.concept_vectors, result.concept_vectors)
     assert back.conditions.equals(result.conditions)
+
+
+def test_training_time_injection_equals_evaluation_time_injection(tiny, concepts):
+    """The detector trains on a plain peft copy (a pre-hook on the HF decoder layer); a fresh LoRA
+    (B = 0) with that hook must give the logits ``intervene`` gives on the bridge."""
+    t = _trial(tiny)
+    cfg = InjectionConfig(timing="trial")
+    cond = Condition("concept", "ocean", 2.0, concepts.vector("ocean"))
+    want, _ = readout(tiny, [t], list(range(tiny.tokenizer.vocab_size)), cond, LAYER, "resid_pre",
+                      lambda x: timing_selector(cfg, x), 1)
+    peft = lora_model(tiny, DetectorConfig(train_words=("a",), test_words=("b",)).lora(), "cpu")
+    ids, mask, pos, _ = collate([Encoded(list(t.ids) + [0], [IGNORE] * len(t.ids) + [0])], 0)
+    with torch.no_grad(), inject_rows(peft, LAYER, 2.0 * concepts.vector("ocean")[None],
+                                      injection_mask(cfg, t, ids.shape[1])[None]):
+        got = torch.log_softmax(peft(input_ids=ids, attention_mask=mask, position_ids=pos).logits[0, -2], -1)
+    assert torch.allclose(got, want[0], atol=1e-4)
 
 
 def _planted(tiny, words):

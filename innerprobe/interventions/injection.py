@@ -237,33 +237,37 @@ class _Runner:
                 out.append(Condition("random", w, s, rnd.vectors[i]))
         return out
 
+    def total(self, conds: Sequence[Condition]) -> int:
+        """Trials :meth:`run` scores (for the progress bar)."""
+        n, c = self.config.n_trials, self.config
+        per = [2 * n + (n if c.identification and x.kind != "random" else 0)
+               + (len(c.sentences) if c.localisation else 0) for x in conds]
+        return sum(per) + len(self.concepts.words) * (n + (n if c.identification else 0))
+
     def run(self) -> None:
         conds = self.conditions()
-        words = self.concepts.words
-        tr = self.trials
-        n_sent = len(self.config.sentences)
-        per_cond = 2 * self.config.n_trials + (self.config.n_trials if self.config.identification else 0) + (
-            n_sent if self.config.localisation else 0)
-        tick = self.progress("injection trials", per_cond * len(conds) + 2 * len(words) * self.config.n_trials) \
-            if self.progress else None
+        words, tr, n_sent = self.concepts.words, self.trials, len(self.config.sentences)
+        tick = self.progress("injection trials", self.total(conds)) if self.progress else None
+        done = 0
         for cond in conds:
             self.yes_no(tr["detect"], cond)
             self.yes_no(tr["impossible"], cond)
             if self.config.identification and cond.kind != "random":
-                truth = [cond.word or ""] * len(tr["identify"])
-                self.choice(tr["identify"], cond, words, truth)
+                self.choice(tr["identify"], cond, words, [cond.word] * len(tr["identify"]))
             if self.config.localisation:
                 sentences = [str(j + 1) for j in range(n_sent)]
                 self.choice(tr["localise"], cond, sentences, [str(t.positions["target"] + 1) for t in tr["localise"]])
-            if tick:
-                tick(per_cond)
+            done = self._tick(tick, done)
         for w in words:
-            none = Condition("twin", w)
-            self.yes_no(tr["twin"][w], none)
+            self.yes_no(tr["twin"][w], Condition("twin", w))
             if self.config.identification:
-                self.choice(tr["twin_identify"][w], none, words, [w] * self.config.n_trials)
-            if tick:
-                tick(2 * self.config.n_trials)
+                self.choice(tr["twin_identify"][w], Condition("twin", w), words, [w] * self.config.n_trials)
+            done = self._tick(tick, done)
+
+    def _tick(self, tick: Callable[[int], None] | None, done: int) -> int:
+        if tick is not None:
+            tick(len(self.rows) - done)
+        return len(self.rows)
 
 
 def run_injection(
