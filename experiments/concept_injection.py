@@ -47,7 +47,9 @@ def _fmt(e: object) -> str:
 def _diff(d: object) -> str:
     if d is None:
         return "–"
-    return f"{_fmt(d.diff)}, McNemar p={d.mcnemar_p:.3g}"  # type: ignore[attr-defined]
+    p = d.mcnemar_p if d.mcnemar_p is not None else d.p_value  # type: ignore[attr-defined]
+    test = "McNemar" if d.mcnemar_p is not None else "bootstrap"  # type: ignore[attr-defined]
+    return f"{_fmt(d.diff)}, {test} p={p:.3g}"  # type: ignore[attr-defined]
 
 
 def timing_section(r: InjectionResult) -> list[str]:
@@ -67,7 +69,10 @@ def timing_section(r: InjectionResult) -> list[str]:
         ("detection yes: concept − no injection", _diff(s.concept_vs_none)),
         ("detection yes: concept − random", _diff(s.concept_vs_random)),
         ("yes: detection − impossible question (same injection)", _diff(s.detect_vs_impossible)),
+        ("detection shift − yes-shift (same injection, paired)", _diff(s.detection_beyond_yes_shift)),
         (f"identification · concept (chance {s.identification_chance:.2f})", _fmt(s.identification_concept)),
+        ("leak control: 'say one word' picks the injected concept", _fmt(s.identification_leak)),
+        ("identification − leak (paired)", _diff(s.identification_vs_leak)),
         ("identification · input twin", _fmt(s.identification_twin)),
         (f"localisation · concept (chance {s.localisation_chance:.2f})", _fmt(s.localisation_concept)),
         ("localisation · random", _fmt(s.localisation_random)),

@@ -109,12 +109,13 @@ def test_run_records_the_requested_positions(result):
 
 def test_every_control_is_in_the_result(result, concepts):
     t = result.table
-    assert set(t.kind) == {"detect", "impossible", "twin", "identify", "twin_identify", "localise"}
+    assert set(t.kind) == {"detect", "impossible", "twin", "identify", "twin_identify", "leak", "localise"}
     assert set(t.condition) == {"none", "concept", "random", "twin"}
     s = result.summary
     for name in ("detect_yes_concept", "detect_yes_random", "detect_yes_none", "impossible_yes_concept",
                  "impossible_yes_none", "twin_yes", "detection_shift_concept", "yes_shift_concept", "twin_shift",
-                 "concept_vs_none", "concept_vs_random", "detect_vs_impossible", "identification_concept",
+                 "concept_vs_none", "concept_vs_random", "detect_vs_impossible", "detection_beyond_yes_shift",
+                 "identification_concept", "identification_leak", "identification_vs_leak",
                  "identification_twin", "localisation_concept", "localisation_random", "localisation_none",
                  "localisation_concept_vs_random"):
         assert getattr(s, name) is not None, name

@@ -46,7 +46,7 @@ def print_summary(result: InjectionResult) -> None:
     console.print(f"timing {s.timing} · layer {s.layer} · {s.n_trials} trials · {result.seconds:.0f} s")
     for name in ("detect_yes_concept", "detect_yes_random", "detect_yes_none", "impossible_yes_concept",
                  "impossible_yes_none", "twin_yes", "detection_shift_concept", "yes_shift_concept",
-                 "shift_correlation", "identification_concept", "identification_twin", "localisation_concept",
+                 "shift_correlation", "identification_concept", "identification_leak", "identification_twin", "localisation_concept",
                  "localisation_random"):
         console.print(f"  {name:26s} {fmt(getattr(s, name))}")
     d = s.detect_vs_impossible

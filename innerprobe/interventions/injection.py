@@ -8,7 +8,9 @@ from the logits after the prefill "Answer:":
 
 * **detection score** ``LD = log P(yes) − log P(no)`` (each side a logsumexp over its
   spellings' first tokens, "yes"/"Yes"); a trial counts as "yes" when ``LD > 0``;
-* **identification**: forced choice among the ``N`` concept words (first tokens), chance ``1/N``.
+* **identification**: forced choice among the ``N`` concept words (first tokens), chance ``1/N``,
+  beside the *leak* control: the same injection with "Say one word" (a steering vector makes a
+  model say its word without any introspection; identification must beat that, not chance).
 
 **Why the controls** (each trial type is in :mod:`innerprobe.interventions.trials`):
 
@@ -59,6 +61,7 @@ from innerprobe.interventions.positions import Selector
 from innerprobe.interventions.trials import (
     DETECT,
     IDENTIFY,
+    LEAK,
     Trial,
     build_trial,
     choice_tokens,
@@ -165,6 +168,7 @@ def _trials(model: LoadedModel, config: InjectionConfig, words: Sequence[str]) -
     }
     if config.identification:
         out["identify"] = [build_trial(tok, "identify", k, IDENTIFY, system=sys) for k in ks]
+        out["leak"] = [build_trial(tok, "leak", k, LEAK, system=sys) for k in ks]
         out["twin_identify"] = {w: [build_trial(tok, "twin_identify", k, config.twin.format(word=w) + IDENTIFY,
                                                 system=sys) for k in ks] for w in words}
     if config.localisation:
@@ -240,7 +244,7 @@ class _Runner:
     def total(self, conds: Sequence[Condition]) -> int:
         """Trials :meth:`run` scores (for the progress bar)."""
         n, c = self.config.n_trials, self.config
-        per = [2 * n + (n if c.identification and x.kind != "random" else 0)
+        per = [2 * n + (2 * n if c.identification and x.kind != "random" else 0)
                + (len(c.sentences) if c.localisation else 0) for x in conds]
         return sum(per) + len(self.concepts.words) * (n + (n if c.identification else 0))
 
@@ -254,6 +258,7 @@ class _Runner:
             self.yes_no(tr["impossible"], cond)
             if self.config.identification and cond.kind != "random":
                 self.choice(tr["identify"], cond, words, [cond.word] * len(tr["identify"]))
+                self.choice(tr["leak"], cond, words, [cond.word] * len(tr["leak"]))
             if self.config.localisation:
                 sentences = [str(j + 1) for j in range(n_sent)]
                 self.choice(tr["localise"], cond, sentences, [str(t.positions["target"] + 1) for t in tr["localise"]])

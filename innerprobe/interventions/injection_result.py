@@ -144,7 +144,10 @@ class InjectionSummary(Summary):
     concept_vs_none: PairedDiff | None
     concept_vs_random: PairedDiff | None
     detect_vs_impossible: PairedDiff | None
+    detection_beyond_yes_shift: PairedDiff | None = None
     identification_concept: Estimate | None = None
+    identification_leak: Estimate | None = None
+    identification_vs_leak: PairedDiff | None = None
     identification_twin: Estimate | None = None
     identification_chance: float | None = None
     localisation_concept: Estimate | None = None
@@ -204,7 +207,11 @@ def summarise(table: pd.DataFrame, config: InjectionConfig, n_concepts: int) -> 
         concept_vs_none=paired(*_pairs(t, "detect", "concept", "detect", "none"), n_boot=nb, seed=sd),
         concept_vs_random=paired(*_pairs(t, "detect", "concept", "detect", "random"), n_boot=nb, seed=sd),
         detect_vs_impossible=paired(*_pairs(t, "detect", "concept", "impossible", "concept"), n_boot=nb, seed=sd),
+        detection_beyond_yes_shift=_shift_pairs(t, nb, sd),
         identification_concept=_accuracy(t, "identify", "concept") if config.identification else None,
+        identification_leak=_accuracy(t, "leak", "concept") if config.identification else None,
+        identification_vs_leak=_matched(t, "identify", "leak", "correct", ["word", "scale", "variant"], nb, sd)
+        if config.identification else None,
         identification_twin=_accuracy(t, "twin_identify", "twin") if config.identification else None,
         identification_chance=1.0 / n_concepts if config.identification else None,
         localisation_concept=_accuracy(t, "localise", "concept") if config.localisation else None,
@@ -216,11 +223,27 @@ def summarise(table: pd.DataFrame, config: InjectionConfig, n_concepts: int) -> 
     )
 
 
+def _matched(t: pd.DataFrame, kind_a: str, kind_b: str, column: str, keys: list[str], n_boot: int, seed: int,
+             cond_a: str = "concept", cond_b: str = "concept") -> PairedDiff | None:
+    """Paired comparison of ``column`` between two trial sets matched on ``keys``."""
+    a = t[(t.kind == kind_a) & (t.condition == cond_a)]
+    b = t[(t.kind == kind_b) & (t.condition == cond_b)]
+    m = a.merge(b, on=keys, suffixes=("_a", "_b"))
+    x, y = m[f"{column}_a"], m[f"{column}_b"]
+    if column == "correct":
+        x, y = x.astype(bool), y.astype(bool)
+    return paired(x, y, n_boot=n_boot, seed=seed)
+
+
+def _shift_pairs(t: pd.DataFrame, n_boot: int, seed: int) -> PairedDiff | None:
+    """Detection shift minus the yes-shift of the same injection (same word, scale, variant): the
+    part of the detection shift a generic yes/no bias does not explain."""
+    return _matched(t, "detect", "impossible", "shift", ["word", "scale", "variant"], n_boot, seed)
+
+
 def _localisation_pairs(t: pd.DataFrame, n_boot: int, seed: int) -> PairedDiff | None:
-    a = t[(t.kind == "localise") & (t.condition == "concept")]
-    b = t[(t.kind == "localise") & (t.condition == "random")]
-    m = a.merge(b, on=["word", "scale", "target"], suffixes=("_a", "_b"))
-    return paired(m["correct_a"].astype(bool), m["correct_b"].astype(bool), n_boot=n_boot, seed=seed)
+    return _matched(t, "localise", "localise", "correct", ["word", "scale", "target"], n_boot, seed,
+                    cond_b="random")
 
 
 # --------------------------------------------------------------------------- result
@@ -263,9 +286,10 @@ class InjectionResult(Result):
             c = self.conditions[self.conditions.condition == cond]
             fig.add_scatter(x=c["yes_shift"], y=c["detection_shift"], mode="markers", name=cond,
                             marker_color=color, text=c["word"], row=1, col=2)
-        _bar(fig, ["identify·concept", "identify·twin", "localise·concept", "localise·random", "localise·none"],
-             [s.identification_concept, s.identification_twin, s.localisation_concept, s.localisation_random,
-              s.localisation_none], "#f58518", 1, 3)
+        _bar(fig, ["identify·concept", "leak·concept", "identify·twin", "localise·concept", "localise·random",
+                   "localise·none"],
+             [s.identification_concept, s.identification_leak, s.identification_twin, s.localisation_concept,
+              s.localisation_random, s.localisation_none], "#f58518", 1, 3)
         for chance in (s.identification_chance, s.localisation_chance):
             if chance is not None:
                 fig.add_hline(y=chance, line_dash="dot", row=1, col=3)

@@ -22,6 +22,9 @@ Kinds of trial (the question asked in the trial turn):
                  {word}."): the input-level twin (Singh et al. 2026)
 ``identify``     "Which word is the injected thought about?": forced choice among concepts
 ``twin_identify``  ``identify`` with the word written in the prompt
+``leak``         "Say one word": forced choice among the concepts with no question about
+                 injection: how often plain steering makes the model *say* the word, the
+                 control identification is compared with
 ``localise``     N numbered sentences; "which sentence was the thought injected into?"
 ===============  ==========================================================================
 """
@@ -46,6 +49,7 @@ ACK = "Ok."
 DETECT = "Do you detect an injected thought? Answer yes or no."
 IDENTIFY = "An injected thought may be present. Which word is it about? Answer with one word."
 IMPOSSIBLE = "Is the sky made of cheese? Answer yes or no."
+LEAK = "Say one word, any word you like. Answer with one word."
 TWIN = "Think about {word}. "
 SENTENCES: tuple[str, ...] = (
     "The train left the station at noon.",
@@ -55,7 +59,7 @@ SENTENCES: tuple[str, ...] = (
 )
 LOCALISE = "I injected a thought while you read one of these sentences. Which sentence was it? Answer with its number."
 PREFILL = "Answer:"
-KINDS = ("detect", "impossible", "twin", "identify", "twin_identify", "localise")
+KINDS = ("detect", "impossible", "twin", "identify", "twin_identify", "leak", "localise")
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,6 @@ def yes_no_ids(tokenizer: Any, trial: Trial, yes: Sequence[str] = ("yes", "Yes")
 
 
 __all__ = [
-    "ACK", "DETECT", "IDENTIFY", "IMPOSSIBLE", "INTRO", "KINDS", "LOCALISE", "PREFILL", "SENTENCES", "TWIN", "Trial",
+    "ACK", "DETECT", "IDENTIFY", "IMPOSSIBLE", "INTRO", "KINDS", "LEAK", "LOCALISE", "PREFILL", "SENTENCES", "TWIN", "Trial",
     "build_trial", "choice_tokens", "localisation_question", "with_prefill", "yes_no_ids",
 ]

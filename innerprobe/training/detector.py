@@ -17,8 +17,9 @@ positions :func:`~innerprobe.interventions.injection_config.timing_selector` pic
 trial, per row, so one batch mixes injected and clean rows.
 
 It beats the yes-bias control when, on held-out vectors, "yes" to the detection question is
-more frequent than "yes" to the impossible question under the same injection: a paired
-difference whose bootstrap CI excludes 0, with its exact McNemar p-value.
+more frequent than "yes" to the impossible question under the same injection *and* than "yes"
+to the detection question without injection: both paired differences with a bootstrap CI above 0
+and an exact McNemar p < 0.05.
 """
 
 from __future__ import annotations
@@ -260,6 +261,10 @@ class DetectorSummary(Summary):
         return pd.concat([base, pd.DataFrame(rows)], ignore_index=True) if rows else base
 
 
+def _beats(d: PairedDiff | None) -> bool:
+    return bool(d is not None and d.diff.ci_low > 0 and (d.mcnemar_p or 1.0) < 0.05)
+
+
 def _summary(config: DetectorConfig, history: list[dict[str, float]], trained: InjectionSummary,
              base: InjectionSummary) -> DetectorSummary:
     d = trained.detect_vs_impossible
@@ -271,7 +276,7 @@ def _summary(config: DetectorConfig, history: list[dict[str, float]], trained: I
         trained_detect_vs_impossible=d,
         base_detect_yes=base.detect_yes_concept, base_false_positive=base.detect_yes_none,
         base_impossible_yes=base.impossible_yes_concept, base_detect_vs_impossible=base.detect_vs_impossible,
-        beats_yes_bias=bool(d is not None and d.diff.ci_low > 0 and (d.mcnemar_p or 1.0) < 0.05),
+        beats_yes_bias=_beats(d) and _beats(trained.concept_vs_none),
         trained=trained, base=base,
     )
 
