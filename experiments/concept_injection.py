@@ -122,8 +122,10 @@ def main() -> None:
     t_load = time.perf_counter() - t0
     concepts = concept_vectors(model, CONCEPT_WORDS, args.layer)
     t_vec = time.perf_counter() - t0 - t_load
+    what = (f"scales {args.scales}, {args.n_trials} trial variants per condition" if args.timings else
+            f"detector: scale {args.detector_scale}, {args.detector_trials} evaluation trial variants per condition")
     lines = ["# Concept injection (E8) on " + model.name, "",
-             f"Layer {args.layer} (`resid_pre`), scales {args.scales}, {args.n_trials} trial variants per condition, "
+             f"Layer {args.layer} (`resid_pre`), {what}, "
              f"10 concepts ({', '.join(CONCEPT_WORDS)}), vector norms "
              f"{min(concepts.norms):.1f}–{max(concepts.norms):.1f} (baseline mean residual norm "
              f"{concepts.provenance['baseline_norm']:.1f}). Load {t_load:.0f} s, vectors {t_vec:.0f} s, 2 shared CPU cores.",
