@@ -39,6 +39,7 @@ STAGE_FILES: dict[str, tuple[str, ...]] = {
     "patch": ("o_map.parquet", "h_map.parquet", "transplant.parquet"),
     "finetune": ("adapter_config.json", "loss_curve.json", "train.jsonl", "checkpoints"),
     "lens": ("lens_trace.html",),
+    "inject": ("conditions.parquet",),
 }
 
 
