@@ -17,8 +17,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from innerprobe.interventions.experiment import prepare_trials
+from innerprobe.activations.capture import capture
+from innerprobe.interventions.experiment import argmax_labels, prepare_trials
+from innerprobe.interventions.readout import choice_logprobs
 from innerprobe.protocol.prompts import PromptSpec
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import load_items
 
 
 @dataclass
@@ -73,3 +77,14 @@ def planted_store(model: Any, items: Any, prop: Any, *, kappa: float = 60.0, per
     manifest = {"d_model": int(w.shape[1]), "model": {"weights_sha256": fp.get("weights_sha256")},
                 "manifest_sha256": "planted", "items_digest": "planted"}
     return PlantedStore(rows, x, manifest)
+
+
+def own_answer_store(model: Any, out: Path, n: int = 80) -> Any:
+    """A real capture of ``model`` on ``n`` train items whose label column is its own
+    forced-choice object answer, so the class means are the code its answer is read from."""
+    prop = get_property("second_character")
+    train = load_items("animals", n=n, split="train")
+    trials = prepare_trials(model, train, prop, PromptSpec(), [])
+    answers = argmax_labels(choice_logprobs(model, trials.o_prompts, trials.objects), trials.objects)
+    labels = {"object_answer": answers, "object_compliant": [True] * len(answers)}
+    return capture(model, train, prop, out=out, labels=labels, hypothetical_positions=())

@@ -6,8 +6,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from steer_toys import own_answer_store
+from typer.testing import CliRunner
 
-from innerprobe.activations.capture import capture
+from innerprobe.cli.app import app
 from innerprobe.core.errors import DataError, UnknownNameError
 from innerprobe.core.result import Result
 from innerprobe.interventions.ablation import (
@@ -16,8 +18,7 @@ from innerprobe.interventions.ablation import (
     AblationResult,
     run_ablation,
 )
-from innerprobe.interventions.experiment import argmax_labels, prepare_trials
-from innerprobe.interventions.readout import choice_logprobs
+from innerprobe.interventions.experiment import prepare_trials
 from innerprobe.protocol.prompts import PromptSpec
 from innerprobe.protocol.properties import get_property
 from innerprobe.protocol.tasks import load_items
@@ -32,15 +33,9 @@ def test_items():
 
 @pytest.fixture(scope="module")
 def own_store(tiny, tmp_path_factory):
-    """A real capture of the tiny model whose labels are its own forced-choice object answers,
-    so the class means at the last layer are the code its answer is read from."""
-    train = load_items("animals", n=80, split="train")
-    trials = prepare_trials(tiny, train, PROP, PromptSpec(), [])
-    answers = argmax_labels(choice_logprobs(tiny, trials.o_prompts, trials.objects), trials.objects)
-    assert len([c for c, k in Counter(answers).items() if k >= 2]) >= 4
-    labels = {"object_answer": answers, "object_compliant": [True] * len(answers)}
-    return capture(tiny, train, PROP, out=tmp_path_factory.mktemp("abl") / "store", labels=labels,
-                   hypothetical_positions=())
+    store = own_answer_store(tiny, tmp_path_factory.mktemp("abl") / "store")
+    assert len([c for c, k in Counter(store.rows["object_answer"]).items() if k >= 2]) >= 4
+    return store
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +100,17 @@ def test_bad_ablation_config_names_the_valid_options(kwargs, err, match):
 def test_a_rank_above_the_classes_is_refused(tiny, own_store, test_items):
     with pytest.raises(DataError, match=r"k=500 needs 501 classes"):
         run_ablation(tiny, own_store, test_items, PROP, AblationConfig(layer=-1, k=500, min_count=2))
+
+
+def test_ablate_cli_writes_a_loadable_result(own_store, tmp_path):
+    out = tmp_path / "ablate"
+    r = CliRunner().invoke(app, ["ablate", "--store", str(own_store.path), "--model", "tiny-random", "--n", "12",
+                                 "--layer", "-1", "--modes", "zero", "--n-boot", "50", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    back = Result.load(out)
+    assert isinstance(back, AblationResult) and back.summary.n_items == 12
+    assert {e.mode for e in back.summary.effects} == {"zero"}
+    assert (out / "table.parquet").exists()
+    bad = CliRunner().invoke(app, ["ablate", "--store", str(own_store.path), "--model", "tiny-random",
+                                   "--modes", "half", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "valid ablation modes: mean, zero" in bad.output

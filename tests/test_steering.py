@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from steer_toys import planted_store
+from steer_toys import own_answer_store, planted_store
+from typer.testing import CliRunner
 
+from innerprobe.cli.app import app
 from innerprobe.core.errors import DataError, StoreMismatchError, UnknownNameError
 from innerprobe.core.result import Result
 from innerprobe.interventions.directions import (
@@ -185,3 +187,18 @@ def test_a_store_of_other_weights_or_width_is_refused(tiny, planted, items):
         run_steering(tiny, planted, items, PROP, SteeringConfig(layer=5))
     with pytest.raises(DataError, match="per-item labels"):
         run_steering(tiny, planted, items, "first_word")
+
+
+def test_steer_cli_writes_a_loadable_result(tiny, tmp_path):
+    store = own_answer_store(tiny, tmp_path / "store")
+    out = tmp_path / "steer"
+    r = CliRunner().invoke(app, ["steer", "--store", str(store.path), "--model", "tiny-random", "--n", "16",
+                                 "--layer", "-1", "--h-positions", "last", "--n-boot", "50", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    back = Result.load(out)
+    assert isinstance(back, SteeringResult) and back.summary.n_items == 16
+    assert [e.condition for e in back.summary.effects] == ["h:last", "o:last"]
+    assert "steering at layer 1" in r.output
+    bad = CliRunner().invoke(app, ["steer", "--store", str(tmp_path / "nowhere"), "--model", "tiny-random",
+                                   "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "not an activation store" in bad.output
