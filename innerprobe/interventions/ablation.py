@@ -182,10 +182,16 @@ def _control_prompts(model: LoadedModel, trials: Trials, spec: PromptSpec) -> tu
     return prompts, truth
 
 
-def _readings(model: LoadedModel, trials: Trials, truths_h: list[str | None], config: AblationConfig
+def _readings(model: LoadedModel, trials: Trials, current: list[str], config: AblationConfig
               ) -> dict[str, tuple[list[Prompt], Choice, list[str | None], str]]:
+    """Per reading: its prompts, its choice, each item's truth and where to ablate.
+
+    The self-prediction's truth is the property of O's unablated answer; O's truth is that
+    answer itself; the control's truth is read off P.
+    """
+    truths_h: list[str | None] = [trials.property_of(a) for a in current]
     out = {"hypothetical": (trials.h_prompts, trials.properties, truths_h, config.h_position),
-           "object": (trials.o_prompts, trials.objects, [None] * trials.n, config.o_position)}
+           "object": (trials.o_prompts, trials.objects, list(current), config.o_position)}
     if config.control:
         prompts, truth = _control_prompts(model, trials, config.spec)
         out["control"] = (prompts, trials.properties, truth, config.h_position)
@@ -235,9 +241,8 @@ def run_ablation(
     trials = prepare_trials(model, items, prop, config.spec, means[start].classes, n=n, split=split, seed=config.seed)
     o_base = choice_logprobs(model, trials.o_prompts, trials.objects, batch_size=config.batch_size)
     current = argmax_labels(o_base, trials.objects)
-    truths_h = [trials.property_of(a) for a in current]
-    readings = _readings(model, trials, truths_h, config)
-    readings["object"] = (trials.o_prompts, trials.objects, current, config.o_position)
+    readings = _readings(model, trials, current, config)
+    truths_h = readings["hypothetical"][2]
     dropped: Counter = Counter()
     kept = []
     for i in range(trials.n):
