@@ -110,7 +110,7 @@ def test_ablate_cli_writes_a_loadable_result(own_store, tmp_path):
     back = Result.load(out)
     assert isinstance(back, AblationResult) and back.summary.n_items == 12
     assert {e.mode for e in back.summary.effects} == {"zero"}
-    assert (out / "table.parquet").exists()
+    assert (out / "table.parquet").exists() and (out / "figure.html").exists()
     bad = CliRunner().invoke(app, ["ablate", "--store", str(own_store.path), "--model", "tiny-random",
                                    "--modes", "half", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "valid ablation modes: mean, zero" in bad.output

@@ -198,7 +198,7 @@ def test_steer_cli_writes_a_loadable_result(tiny, tmp_path):
     back = Result.load(out)
     assert isinstance(back, SteeringResult) and back.summary.n_items == 16
     assert [e.condition for e in back.summary.effects] == ["h:last", "o:last"]
-    assert "steering at layer 1" in r.output
+    assert "steering at layer 1" in r.output and (out / "figure.html").exists()
     bad = CliRunner().invoke(app, ["steer", "--store", str(tmp_path / "nowhere"), "--model", "tiny-random",
                                    "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "not an activation store" in bad.output

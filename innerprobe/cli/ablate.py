@@ -2,9 +2,10 @@
 
 A thin verb over :func:`~innerprobe.interventions.ablation.run_ablation`: the options build an
 :class:`~innerprobe.interventions.ablation.AblationConfig` (which checks every value), the
-subspaces come from the O runs of ``--store``, ``result.save(out)`` writes the result and the
-accuracy of each reading (self-prediction, object answer, the answer-independent control) is
-printed unablated, with the answer subspace removed and with a random one removed.
+subspaces come from the O runs of ``--store``, ``result.save(out)`` writes the result (Parquet
+tables, ``result.json``) beside ``figure.html``, and the accuracy of each reading (self-prediction,
+object answer, the answer-independent control) is printed unablated, with the answer subspace
+removed and with a random one removed.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def register(app: typer.Typer) -> None:
             with Bars() as bars:
                 result = run_ablation(m, opened, task, property, config, n=n, split=split, progress=bars.factory)
             result.save(out)
+            result.figure().write_html(str(out / "figure.html"), include_plotlyjs="cdn")
         except InnerprobeError as e:
             fail(e)
             return

@@ -3,8 +3,9 @@
 A thin verb over :func:`~innerprobe.interventions.steering.run_steering`: the options build a
 :class:`~innerprobe.interventions.steering.SteeringConfig` (which checks every value), the
 directions come from the O runs of ``--store`` (from ``innerprobe capture``, ideally on the
-train split), the experiment runs on ``--split`` items, ``result.save(out)`` writes it and the
-effect beside its control is printed per steered place.
+train split), the experiment runs on ``--split`` items, ``result.save(out)`` writes it (Parquet
+tables, ``result.json``) beside ``figure.html``, and the effect beside its control is printed per
+steered place.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def register(app: typer.Typer) -> None:
             with Bars() as bars:
                 result = run_steering(m, opened, task, property, config, n=n, split=split, progress=bars.factory)
             result.save(out)
+            result.figure().write_html(str(out / "figure.html"), include_plotlyjs="cdn")
         except InnerprobeError as e:
             fail(e)
             return
