@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from innerprobe.cli.options import DeviceOpt, ModelOpt, OutOpt, SeedOpt
 from innerprobe.cli.ui import Bars, console, fail, preflight
-from innerprobe.core.errors import DataError, InnerprobeError
+from innerprobe.core.errors import DataError, InnerprobeError, check_at_least
 from innerprobe.models.load import load_model
 from innerprobe.protocol.properties import get_property
 from innerprobe.protocol.tasks import get_task
@@ -28,28 +30,39 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+DataFromOpt = Annotated[str | None, typer.Option("--data-from", help="Behaviour source: a model (default: --model) or a .jsonl/.parquet data file.")]
+TasksOpt = Annotated[str, typer.Option(help="Training tasks, comma-separated.")]
+PropertiesOpt = Annotated[str, typer.Option(help="Properties, comma-separated.")]
+PerComboOpt = Annotated[int, typer.Option(help="Items per (task, property).")]
+BalanceOpt = Annotated[bool, typer.Option(help="Downsample each combination to its rarest label.")]
+EpochsOpt = Annotated[int, typer.Option(help="Passes over the data.")]
+RankOpt = Annotated[int, typer.Option(help="LoRA rank.")]
+AlphaOpt = Annotated[int, typer.Option(help="LoRA alpha.")]
+LrOpt = Annotated[float, typer.Option(help="AdamW learning rate.")]
+StepBatchOpt = Annotated[int, typer.Option("--batch-size", help="Rows per optimiser step.")]
+MaxStepsOpt = Annotated[int | None, typer.Option(help="Cap on optimiser steps.")]
+SaveEveryOpt = Annotated[int, typer.Option(help="Checkpoint every N steps (0: end only).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")]
+
+
 def finetune_cmd(
-    model: str = typer.Option("smollm2-135m-instruct", help="Model to train: embedded name, HF dir or adapter dir."),
-    data_from: str | None = typer.Option(
-        None, "--data-from", help="Behaviour source: a model (default: --model) or a .jsonl/.parquet data file."
-    ),
-    tasks: str = typer.Option("colors,countries,numbers", help="Training tasks, comma-separated."),
-    properties: str = typer.Option(
-        "first_character,second_character,third_character", help="Properties, comma-separated."
-    ),
-    n_per_combo: int = typer.Option(100, min=1, help="Items per (task, property)."),
-    balance: bool = typer.Option(False, help="Downsample each combination to its rarest label."),
-    epochs: int = typer.Option(2, min=1, help="Passes over the data."),
-    rank: int = typer.Option(16, min=1, help="LoRA rank."),
-    alpha: int = typer.Option(32, help="LoRA alpha."),
-    lr: float = typer.Option(5e-4, help="AdamW learning rate."),
-    batch_size: int = typer.Option(8, min=1, help="Rows per optimiser step."),
-    max_steps: int | None = typer.Option(None, min=1, help="Cap on optimiser steps."),
-    save_every: int = typer.Option(50, min=0, help="Checkpoint every N steps (0: end only)."),
-    seed: int = typer.Option(0, help="Seed for items, data order and LoRA init."),
-    out: Path = typer.Option(Path("runs/finetune"), help="Output (adapter) directory."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
-    device: str | None = typer.Option(None, help="cpu | cuda | cuda:N | mps (default: cuda if available)."),
+    model: ModelOpt = "smollm2-135m-instruct",
+    data_from: DataFromOpt = None,
+    tasks: TasksOpt = "colors,countries,numbers",
+    properties: PropertiesOpt = "first_character,second_character,third_character",
+    n_per_combo: PerComboOpt = 100,
+    balance: BalanceOpt = False,
+    epochs: EpochsOpt = 2,
+    rank: RankOpt = 16,
+    alpha: AlphaOpt = 32,
+    lr: LrOpt = 5e-4,
+    batch_size: StepBatchOpt = 8,
+    max_steps: MaxStepsOpt = None,
+    save_every: SaveEveryOpt = 50,
+    seed: SeedOpt = 0,
+    out: OutOpt = Path("runs/finetune"),
+    resume: ResumeOpt = False,
+    device: DeviceOpt = None,
 ) -> None:
     """Train a LoRA adapter on hypothetical → property pairs (self- or cross-prediction)."""
 
@@ -62,6 +75,7 @@ def finetune_cmd(
         from_file = src_path is not None and src_path.suffix in (".jsonl", ".parquet")
         if from_file and not src_path.is_file():
             raise DataError(f"--data-from {src_path}: no such file (a .jsonl/.parquet data file or a model)")
+        check_at_least("--n-per-combo", n_per_combo, 1)
         for name in _csv(tasks):
             get_task(name)
         for name in _csv(properties):

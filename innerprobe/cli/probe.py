@@ -40,7 +40,7 @@ PositionsOpt = Annotated[str, typer.Option(help="Hypothetical positions to probe
 ProbesOpt = Annotated[str, typer.Option(
     help="Probe families, comma-separated: ridge | mass_mean | logistic (L-BFGS, slow on CPU)."
 )]
-FoldsOpt = Annotated[int, typer.Option(min=2, help="Grouped stratified CV folds.")]
+FoldsOpt = Annotated[int, typer.Option(help="Grouped stratified CV folds.")]
 COpt = Annotated[float, typer.Option("--C", help="Inverse L2 strength of the logistic probe (scikit-learn's C).")]
 RidgeAlphaOpt = Annotated[float, typer.Option(
     help="L2 strength of the ridge probe (scikit-learn's RidgeClassifier alpha)."

@@ -40,6 +40,7 @@ STAGE_FILES: dict[str, tuple[str, ...]] = {
     "steer": ("tracking.parquet",),
     "ablate": (),  # identified by its stage marker only (table.parquet and result.json are generic)
     "finetune": ("adapter_config.json", "loss_curve.json", "train.jsonl", "checkpoints"),
+    "lens": ("lens_trace.html",),
 }
 
 
