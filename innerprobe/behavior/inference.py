@@ -86,7 +86,7 @@ def check_fits(
             )
 
 
-def _cache_kwarg(hf_model: Any) -> str:
+def cache_kwarg(hf_model: Any) -> str:
     """The keyword the installed forward takes a key/value cache by.
 
     transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns until 5.40).
@@ -98,7 +98,7 @@ def _cache_kwarg(hf_model: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _output_cache(output: Any) -> Any:
+def output_cache(output: Any) -> Any:
     """A forward output's key/value cache under either name (without the deprecation warning)."""
     keys = output.keys() if hasattr(output, "keys") else ()
     return output["cache"] if "cache" in keys else output.past_key_values
@@ -280,7 +280,7 @@ def _prefix_logprobs(
         for c in range(0, len(rest), step):
             chunk = rest[c : c + step]
             out[np.ix_(idx, [i for i, _ in chunk])] = _continuations(
-                hf_model, _output_cache(res), mask, pos, [p for _, p in chunk], pad_id, keep
+                hf_model, output_cache(res), mask, pos, [p for _, p in chunk], pad_id, keep
             )
     return out
 
@@ -312,7 +312,7 @@ def _continuations(
     cpos = pos[:, -1:].repeat_interleave(c, 0) + 1 + torch.arange(width, device=dev)
     past = copy.deepcopy(cache)
     past.batch_repeat_interleave(c)
-    cache_kw = {_cache_kwarg(hf_model): past}
+    cache_kw = {cache_kwarg(hf_model): past}
     logits = hf_model(input_ids=cont, attention_mask=attn, position_ids=cpos, use_cache=True, **cache_kw).logits
     last = torch.tensor([len(p) - 1 for p in prefixes], device=dev).repeat(b)
     picked = logits[torch.arange(b * c, device=dev), last].float()

@@ -13,7 +13,18 @@ import typer
 from rich.logging import RichHandler
 from transformers.utils import logging as hf_logging
 
-from innerprobe.cli import behave, capture, finetune, inject, lens, listing, patch, probe
+from innerprobe.cli import (
+    ablate,
+    behave,
+    capture,
+    finetune,
+    inject,
+    lens,
+    listing,
+    patch,
+    probe,
+    steer,
+)
 from innerprobe.cli.ui import console
 
 app = typer.Typer(
@@ -38,7 +49,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
     hf_logging.set_verbosity_error()
 
 
-for _verbs in (behave, listing, capture, probe, patch, lens, inject, finetune):
+for _verbs in (behave, listing, capture, probe, patch, lens, steer, ablate, inject, finetune):
     _verbs.register(app)
 
 if __name__ == "__main__":  # pragma: no cover

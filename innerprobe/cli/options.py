@@ -27,19 +27,25 @@ BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Rows per forwar
 VariantOpt = Annotated[str, typer.Option(help="Hypothetical wording: previously | suppose | third_person.")]
 LayersOpt = Annotated[str, typer.Option(help="Layers: all | a list '0,5,9' | a slice '0:30:3'.")]
 SiteOpt = Annotated[str, typer.Option(help="Hook site: resid_pre | resid_mid | resid_post | attn_out | mlp_out.")]
+LayerOpt = Annotated[int | None, typer.Option(help="One layer (negative counts from the end; default: the middle layer).")]
+StoreOpt = Annotated[Path, typer.Option(help="Activation store from `innerprobe capture` (its O runs give the answer directions).")]
+NBootOpt = Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the intervals.")]
 
 __all__ = [
     "BatchSizeOpt",
     "DeviceOpt",
     "DtypeOpt",
+    "LayerOpt",
     "LayersOpt",
     "ModelOpt",
+    "NBootOpt",
     "NOpt",
     "OutOpt",
     "PropertyOpt",
     "SeedOpt",
     "SiteOpt",
     "SplitOpt",
+    "StoreOpt",
     "TaskOpt",
     "VariantOpt",
 ]

@@ -37,6 +37,8 @@ STAGE_FILES: dict[str, tuple[str, ...]] = {
     "capture": ("manifest.json", "rows.parquet"),
     "probe": ("results.parquet", "directions.safetensors"),
     "patch": ("o_map.parquet", "h_map.parquet", "transplant.parquet"),
+    "steer": ("tracking.parquet",),
+    "ablate": (),  # identified by its stage marker only (table.parquet and result.json are generic)
     "finetune": ("adapter_config.json", "loss_curve.json", "train.jsonl", "checkpoints"),
     "lens": ("lens_trace.html",),
     "inject": ("conditions.parquet",),

@@ -45,7 +45,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from innerprobe.behavior.inference import _cache_kwarg, _output_cache, left_pad
+from innerprobe.behavior.inference import cache_kwarg, left_pad, output_cache
 from innerprobe.core.errors import DataError
 from innerprobe.core.io import provenance
 from innerprobe.interventions.concepts import ConceptSet, check_layer, random_like
@@ -115,7 +115,7 @@ def _cached_logprobs(
             attn = torch.cat([mask, torch.ones(b, k, dtype=mask.dtype, device=mask.device)], 1)
             cpos = pos[:, -1:] + 1 + torch.arange(k, device=ids.device)
             logits = hf(input_ids=cont, attention_mask=attn, position_ids=cpos, use_cache=True,
-                        **{_cache_kwarg(hf): _output_cache(res)}).logits[:, -1]
+                        **{cache_kwarg(hf): output_cache(res)}).logits[:, -1]
         lp = torch.log_softmax(logits.float(), -1).cpu()
         out[idx] = lp[:, keep_t]
     return out

@@ -19,6 +19,9 @@ Selectors (each a small frozen dataclass with a ``select`` method):
 ``From(t)``            ``t`` onward, through generation
 ``Span(name)``         a named span of the row's prompt, e.g. ``"quote"`` (the quoted P in H:
                        ``quote_start:quote_end``); needs the prompts passed to ``intervene``
+``FromSpan(name)``     ``t >= start`` of a named span, through generation: ``"quote_onward"`` is
+                       the quoted P and everything after it up to ``h_last`` (where an ablation
+                       of what H reads from P must act)
 ``BeforePrefill()``    ``t < prefill_start``: retroactively, every token before the assistant
                        prefill ("Answer:"), leaving the prefill and what follows unsteered
 =====================  =====================================================================
@@ -147,6 +150,28 @@ class Span(Selector):
 
 
 @dataclass(frozen=True)
+class FromSpan(Selector):
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.name not in SPAN_NAMES:
+            raise DataError(f"unknown span {self.name!r}; valid spans: {', '.join(SPAN_NAMES)}")
+
+    def select(self, t: Int[Tensor, " seq"], row: RowContext) -> Bool[Tensor, " seq"]:
+        start_key = SPAN_NAMES[self.name][0]
+        if start_key not in row.positions:
+            raise DataError(
+                f"FromSpan({self.name!r}) needs the row's prompt position {start_key}: pass the Prompt objects "
+                f"to intervene(..., prompts=...) (known: {sorted(row.positions)})"
+            )
+        return t >= row.positions[start_key]
+
+    @property
+    def label(self) -> str:
+        return f"from_span({self.name})"
+
+
+@dataclass(frozen=True)
 class BeforePrefill(Selector):
     def select(self, t: Int[Tensor, " seq"], row: RowContext) -> Bool[Tensor, " seq"]:
         if "prefill_start" not in row.positions:
@@ -156,7 +181,7 @@ class BeforePrefill(Selector):
 
 NAMED: dict[str, Selector] = {
     "all": All(), "prompt": Prompt(), "generation": Generation(), "last": Last(),
-    "quote": Span("quote"), "before_prefill": BeforePrefill(),
+    "quote": Span("quote"), "quote_onward": FromSpan("quote"), "before_prefill": BeforePrefill(),
 }
 
 
@@ -180,6 +205,6 @@ def as_selector(spec: Selector | str | int | tuple[int, int] | range) -> Selecto
 
 
 __all__ = [
-    "All", "BeforePrefill", "From", "Generation", "Last", "NAMED", "Prompt", "Range", "RowContext",
+    "All", "BeforePrefill", "From", "FromSpan", "Generation", "Last", "NAMED", "Prompt", "Range", "RowContext",
     "SPAN_NAMES", "Selector", "Single", "Span", "as_selector",
 ]

@@ -1,0 +1,282 @@
+"""Ablating the answer subspace (E6): does the self-prediction need the answer's representation?
+
+Self-simulation says H reads its property off a recomputed object answer. Then removing the
+answer's linear code from H — projecting out the span of the ``k`` centred class means of the O
+runs (:meth:`~innerprobe.interventions.directions.ClassMeans.subspace`), at every layer from
+``l`` on (each layer with its own subspace) and at every position from the quoted P to ``h_last``
+— should drop self-prediction accuracy toward the mode baseline, while:
+
+* a **random subspace** of equal rank, **matched in variance**
+  (:func:`~innerprobe.interventions.directions.random_subspace`), removes as much of the
+  activations' variance without the answer code: its drop is what any such ablation costs;
+* a **control question that needs no answer** keeps its accuracy. No registered property is
+  answer-independent (every one is read off the response), so the control is an H prompt of the
+  same form asking about P's *input*: "the first character of the last word in the text of that
+  question" (:data:`INPUT_CONTROL`); its truth comes from the item, not from the model;
+* the **same ablation in O** (all of O's positions) must break O's own answer: that confirms the
+  subspace is the answer code (if it does not, an H null result says nothing).
+
+Two modes: ``zero`` removes the component, ``mean`` replaces it by the O runs' mean component
+(keeps the activation on-distribution; the mean is the store's O mean at each layer). ``k = 0``
+is the identity arm: no hook is installed and every reading equals the unablated one bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from innerprobe.core import stats
+from innerprobe.core.errors import DataError, UnknownNameError
+from innerprobe.core.io import provenance
+from innerprobe.interventions.ablation_result import (
+    AblationResult,
+    AblationSummary,
+    ablation_effect,
+)
+from innerprobe.interventions.directions import (
+    ClassMeans,
+    Subspace,
+    projected_variance,
+    random_subspace,
+    store_class_means,
+)
+from innerprobe.interventions.edits import ProjectOut
+from innerprobe.interventions.experiment import (
+    Trials,
+    argmax_labels,
+    check_store,
+    prepare_trials,
+    resolve_layer,
+)
+from innerprobe.interventions.hooks import SITES, Intervention
+from innerprobe.interventions.positions import NAMED
+from innerprobe.interventions.readout import Choice, choice_logprobs
+from innerprobe.models.loaded import LoadedModel
+from innerprobe.protocol.prompts import Prompt, PromptSpec, hypothetical_prompt
+from innerprobe.protocol.properties import Property, clean_response, get_property
+from innerprobe.protocol.tasks import item_meta
+
+log = logging.getLogger(__name__)
+
+__all__ = ["INPUT_CONTROL", "MODES", "AblationConfig", "ablation_interventions", "run_ablation"]
+
+MODES = ("zero", "mean")
+Progress = Callable[[str, int], Callable[[int], None]] | None
+
+INPUT_CONTROL = Property(
+    "input_last_word_first_character",
+    "What is the first character of the last word in the text of that question? Respond only with that character.",
+    "single_character",
+    ("sequence",),
+    lambda text, target: (text.split()[-1][:1] or None) if text.split() else None,
+    get_property("first_character").fixed_labels,
+)
+"""The answer-independent control question: asked in H's form, answered from P's own text."""
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise DataError(f"AblationConfig.{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """Settings of :func:`run_ablation`, checked at construction.
+
+    Attributes:
+        layer: first ablated layer (None: the middle layer); every later layer is ablated too.
+        k: rank of the answer subspace (None: ``n_classes − 1``; 0: the identity arm).
+        modes: any of :data:`MODES`.
+        site: hook site (the store must hold it; subspaces are estimated there).
+        h_position / o_position: where in H (default from the quote on) and in O (default all).
+        control: also run the answer-independent control question.
+        label_column, store_position, min_count, batch_size, n_boot, seed, spec: as in steering.
+    """
+
+    layer: int | None = None
+    k: int | None = None
+    modes: tuple[str, ...] = MODES
+    site: str = "resid_post"
+    h_position: str = "quote_onward"
+    o_position: str = "all"
+    control: bool = True
+    label_column: str = "object_answer"
+    store_position: str = "o_last"
+    min_count: int = 3
+    batch_size: int = 16
+    n_boot: int = 2000
+    seed: int = 0
+    spec: PromptSpec = PromptSpec()
+
+    def __post_init__(self) -> None:
+        if self.site not in SITES:
+            raise UnknownNameError("site", self.site, SITES)
+        object.__setattr__(self, "modes", tuple(self.modes))
+        if not self.modes:
+            raise DataError(f"AblationConfig.modes is empty; valid modes: {', '.join(MODES)}")
+        for m in self.modes:
+            if m not in MODES:
+                raise UnknownNameError("ablation mode", m, MODES)
+        for pos in (self.h_position, self.o_position):
+            if pos not in NAMED:
+                raise UnknownNameError("position", pos, NAMED)
+        if self.layer is not None:
+            _check_int("layer", self.layer, -10**6)
+        if self.k is not None:
+            _check_int("k", self.k, 0)
+        for name, minimum in (("min_count", 1), ("batch_size", 1), ("n_boot", 1), ("seed", 0)):
+            _check_int(name, getattr(self, name), minimum)
+        if not isinstance(self.spec, PromptSpec):
+            raise DataError(f"AblationConfig.spec must be a PromptSpec, got {type(self.spec).__name__}")
+
+    def record(self) -> dict[str, Any]:
+        return {**asdict(self), "spec": self.spec.to_dict()}
+
+
+def ablation_interventions(
+    subspaces: dict[int, Subspace], means: dict[int, ClassMeans], mode: str, site: str, position: str
+) -> list[Intervention]:
+    """One :class:`ProjectOut` per layer (rank-0 subspaces install nothing: the identity)."""
+    out = []
+    for layer, sub in subspaces.items():
+        if sub.rank == 0:
+            continue
+        mean = means[layer].grand_mean if mode == "mean" else None
+        out.append(Intervention(ProjectOut(sub.basis, mean=mean), layers=(layer,), site=site, positions=position,
+                                name=f"{sub.kind}-{mode}", provenance=sub.record()))
+    return out
+
+
+def _subspaces(store: Any, means: dict[int, ClassMeans], k: int, config: AblationConfig
+               ) -> tuple[dict[int, Subspace], dict[int, Subspace]]:
+    """Per layer the answer subspace and a random one of equal rank matched in variance."""
+    d = next(iter(means.values())).d_model
+    if k == 0:
+        return ({layer: Subspace(torch.zeros(0, d), "answer", layer) for layer in means},
+                {layer: Subspace(torch.zeros(0, d), "random", layer) for layer in means})
+    acts = store.read("object", config.site, config.store_position, layers=list(means))
+    answer, random = {}, {}
+    for i, (layer, m) in enumerate(means.items()):
+        answer[layer] = m.subspace(k)
+        x = acts[:, i]
+        target = projected_variance(x, answer[layer].basis)
+        r = random_subspace(k, d, seed=config.seed * 7919 + layer, acts=x, target_variance=target)
+        random[layer] = Subspace(r.basis, "random", layer, (), r.provenance)
+    return answer, random
+
+
+def _control_prompts(model: LoadedModel, trials: Trials, spec: PromptSpec) -> tuple[list[Prompt], list[str | None]]:
+    prompts = [hypothetical_prompt(model.tokenizer, q, INPUT_CONTROL, spec) for q in trials.items["question"]]
+    truth = []
+    for row in trials.items:
+        words = clean_response(item_meta(row).get("string") or "").split()
+        truth.append(words[-1][:1] if words else None)
+    return prompts, truth
+
+
+def _readings(model: LoadedModel, trials: Trials, current: list[str], config: AblationConfig
+              ) -> dict[str, tuple[list[Prompt], Choice, list[str | None], str]]:
+    """Per reading: its prompts, its choice, each item's truth and where to ablate.
+
+    The self-prediction's truth is the property of O's unablated answer; O's truth is that
+    answer itself; the control's truth is read off P.
+    """
+    truths_h: list[str | None] = [trials.property_of(a) for a in current]
+    out = {"hypothetical": (trials.h_prompts, trials.properties, truths_h, config.h_position),
+           "object": (trials.o_prompts, trials.objects, list(current), config.o_position)}
+    if config.control:
+        prompts, truth = _control_prompts(model, trials, config.spec)
+        out["control"] = (prompts, trials.properties, truth, config.h_position)
+    return out
+
+
+def _score_rows(trials: Trials, reading: str, arm: str, mode: str, lp: np.ndarray, base: np.ndarray,
+                choice: Choice, truth: list[str | None], kept: list[int]) -> list[dict[str, Any]]:
+    preds = argmax_labels(lp, choice)
+    rows = []
+    for i in kept:
+        j = choice.index(truth[i])
+        rows.append({"id": str(trials.items[i]["id"]), "reading": reading, "arm": arm, "mode": mode,
+                     "truth": truth[i], "prediction": preds[i], "correct": preds[i] == truth[i],
+                     "logp_truth": float(lp[i, j]), "dlogp": float(lp[i, j] - base[i, j])})
+    return rows
+
+
+def run_ablation(
+    model: LoadedModel,
+    store: Any,
+    items: Any,
+    prop: Property | str,
+    config: AblationConfig = AblationConfig(),
+    *,
+    n: int | None = None,
+    split: str = "test",
+    progress: Progress = None,
+) -> AblationResult:
+    """Project the answer subspace (from ``store``'s O runs) out of H, O and the control question.
+
+    See the module docstring for the arms and what each must show. Items whose object answer's
+    property (or the control's truth) is not a label are dropped and counted.
+    """
+    prop = get_property(prop) if isinstance(prop, str) else prop
+    check_store(store, model)
+    start = resolve_layer(config.layer, model.n_layers)
+    layers = list(range(start, model.n_layers))
+    means = store_class_means(store, layers, label_column=config.label_column, site=config.site,
+                              position=config.store_position, min_count=config.min_count)
+    n_classes = len(next(iter(means.values())).classes)
+    k = n_classes - 1 if config.k is None else config.k
+    if k > n_classes - 1:
+        raise DataError(f"AblationConfig.k={k} needs {k + 1} classes; the store has {n_classes} with >= "
+                        f"{config.min_count} items")
+    answer, random = _subspaces(store, means, k, config)
+    trials = prepare_trials(model, items, prop, config.spec, means[start].classes, n=n, split=split, seed=config.seed)
+    o_base = choice_logprobs(model, trials.o_prompts, trials.objects, batch_size=config.batch_size)
+    current = argmax_labels(o_base, trials.objects)
+    readings = _readings(model, trials, current, config)
+    truths_h = readings["hypothetical"][2]
+    dropped: Counter = Counter()
+    kept = []
+    for i in range(trials.n):
+        if truths_h[i] not in trials.properties.labels:
+            dropped["property_not_a_label"] += 1
+        elif config.control and readings["control"][2][i] not in trials.properties.labels:
+            dropped["control_truth_not_a_label"] += 1
+        else:
+            kept.append(i)
+    if not kept:
+        raise DataError(f"no scorable item: {dict(dropped)}")
+    advance = progress("ablation", len(readings) * (1 + 2 * len(config.modes))) if progress else (lambda k: None)
+    rows: list[dict[str, Any]] = []
+    for reading, (prompts, choice, truth, position) in readings.items():
+        base = o_base if reading == "object" else choice_logprobs(model, prompts, choice, batch_size=config.batch_size)
+        rows += _score_rows(trials, reading, "none", "none", base, base, choice, truth, kept)
+        advance(1)
+        for mode in config.modes:
+            for arm, subs in (("answer", answer), ("random", random)):
+                ivs = ablation_interventions(subs, means, mode, config.site, position)
+                lp = choice_logprobs(model, prompts, choice, ivs, batch_size=config.batch_size)
+                rows += _score_rows(trials, reading, arm, mode, lp, base, choice, truth, kept)
+                advance(1)
+    table = pd.DataFrame(rows)
+    mb = stats.mode_baseline([truths_h[i] for i in kept])
+    summary = AblationSummary(
+        property=prop.name, start_layer=start, layers=layers, rank=k, site=config.site, n_items=trials.n,
+        n_scored=len(kept), dropped=dict(dropped), mode_baseline=mb.estimate,
+        variance_ratio=[float(s.provenance.get("variance_ratio", float("nan"))) for s in random.values()],
+        effects=[ablation_effect(table, r, m, n_boot=config.n_boot, seed=config.seed)
+                 for r in readings for m in config.modes],
+    )
+    records = [s.record() for s in (*answer.values(), *random.values())]
+    prov = provenance(model.fingerprint, seed=config.seed, template_hash=config.spec.template_hash(prop),
+                      store=next(iter(means.values())).provenance)
+    log.info("ablation: rank %d from layer %d on %d items", k, start, len(kept))
+    return AblationResult(table, summary, records, config.record(), prov)

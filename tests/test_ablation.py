@@ -1,0 +1,116 @@
+"""The ablation experiment on the tiny model: the identity arm, a real answer code, bad input, I/O."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from steer_toys import own_answer_store
+from typer.testing import CliRunner
+
+from innerprobe.cli.app import app
+from innerprobe.core.errors import DataError, UnknownNameError
+from innerprobe.core.result import Result
+from innerprobe.interventions.ablation import (
+    INPUT_CONTROL,
+    AblationConfig,
+    AblationResult,
+    run_ablation,
+)
+from innerprobe.interventions.experiment import prepare_trials
+from innerprobe.protocol.prompts import PromptSpec
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import load_items
+
+PROP = get_property("second_character")
+
+
+@pytest.fixture(scope="module")
+def test_items():
+    return load_items("animals", n=24, split="test")
+
+
+@pytest.fixture(scope="module")
+def own_store(tiny, tmp_path_factory):
+    store = own_answer_store(tiny, tmp_path_factory.mktemp("abl") / "store")
+    assert len([c for c, k in Counter(store.rows["object_answer"]).items() if k >= 2]) >= 4
+    return store
+
+
+@pytest.fixture(scope="module")
+def ablated(tiny, own_store, test_items):
+    return run_ablation(tiny, own_store, test_items, PROP, AblationConfig(layer=-1, n_boot=200, min_count=2))
+
+
+def test_rank_zero_ablation_changes_nothing_bit_exactly(tiny, own_store, test_items):
+    r = run_ablation(tiny, own_store, test_items, PROP, AblationConfig(layer=0, k=0, n_boot=50, min_count=2))
+    t = r.table
+    none = t[t["arm"] == "none"].set_index(["reading", "id"])
+    for (arm, mode), part in t[t["arm"] != "none"].groupby(["arm", "mode"]):
+        part = part.set_index(["reading", "id"]).loc[none.index]
+        assert np.array_equal(part["logp_truth"].to_numpy(), none["logp_truth"].to_numpy()), (arm, mode)
+        assert (part["dlogp"] == 0).all()
+    assert r.summary.rank == 0 and not r.subspaces[0]["rank"]
+
+
+def test_answer_subspace_ablation_breaks_the_object_answer_more_than_a_matched_random_one(ablated):
+    by = {(e.reading, e.mode): e for e in ablated.summary.effects}
+    for mode in ("zero", "mean"):
+        e = by[("object", mode)]
+        assert e.unablated.value == 1.0  # the truth of O is its own unablated answer
+        assert e.answer.value < e.unablated.value - 0.4
+        assert e.dlogp_answer.value < e.dlogp_random.value - 0.5, mode
+    e = by[("object", "zero")]
+    assert e.answer_vs_random.diff.ci_high < 0 and e.answer_vs_random.mcnemar_p < 0.05
+    assert all(r == pytest.approx(1.0, abs=0.02) for r in ablated.summary.variance_ratio)
+    assert ablated.summary.mode_baseline is not None
+    assert {e.reading for e in ablated.summary.effects} == {"hypothetical", "object", "control"}
+
+
+def test_the_control_question_needs_no_answer(tiny, test_items):
+    trials = prepare_trials(tiny, test_items, INPUT_CONTROL, PromptSpec(), [])
+    assert 'last word in the text of that question' in trials.h_prompts[0].text
+    assert INPUT_CONTROL.extract("cat dog zebra") == "z"
+
+
+def test_ablation_result_round_trips(ablated, tmp_path):
+    ablated.save(tmp_path / "a")
+    back = Result.load(tmp_path / "a")
+    assert isinstance(back, AblationResult)
+    assert back.summary == ablated.summary and back.table.equals(ablated.table)
+    assert back.figure().data
+
+
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        ({"modes": ("zero", "half")}, UnknownNameError, "valid ablation modes: mean, zero"),
+        ({"modes": ()}, DataError, "valid modes: zero, mean"),
+        ({"k": -1}, DataError, "k must be an integer >= 0"),
+        ({"site": "hook_resid"}, UnknownNameError, "valid sites"),
+        ({"h_position": "nowhere"}, UnknownNameError, "quote_onward"),
+    ],
+)
+def test_bad_ablation_config_names_the_valid_options(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        AblationConfig(**kwargs)
+
+
+def test_a_rank_above_the_classes_is_refused(tiny, own_store, test_items):
+    with pytest.raises(DataError, match=r"k=500 needs 501 classes"):
+        run_ablation(tiny, own_store, test_items, PROP, AblationConfig(layer=-1, k=500, min_count=2))
+
+
+def test_ablate_cli_writes_a_loadable_result(own_store, tmp_path):
+    out = tmp_path / "ablate"
+    r = CliRunner().invoke(app, ["ablate", "--store", str(own_store.path), "--model", "tiny-random", "--n", "12",
+                                 "--layer", "-1", "--modes", "zero", "--n-boot", "50", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    back = Result.load(out)
+    assert isinstance(back, AblationResult) and back.summary.n_items == 12
+    assert {e.mode for e in back.summary.effects} == {"zero"}
+    assert (out / "table.parquet").exists() and (out / "figure.html").exists()
+    bad = CliRunner().invoke(app, ["ablate", "--store", str(own_store.path), "--model", "tiny-random",
+                                   "--modes", "half", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "valid ablation modes: mean, zero" in bad.output
