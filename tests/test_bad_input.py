@@ -20,7 +20,7 @@ import innerprobe.core.io as artifacts
 from innerprobe import cli
 from innerprobe.activations.capture import capture
 from innerprobe.activations.store import ActivationStore
-from innerprobe.behavior.inference import _cache_kwarg, generate, label_logprobs
+from innerprobe.behavior.inference import cache_kwarg, generate, label_logprobs
 from innerprobe.cli.app import app
 from innerprobe.core.errors import DataError, OutDirError, StoreMismatchError, UnknownNameError
 from innerprobe.core.io import STAGE_MARKER, atomic_dir, prepare_out_dir, write_json
@@ -407,7 +407,7 @@ def test_cli_release_without_n_takes_every_row(tiny, tmp_path, shared_data):
 
 
 def test_kv_reuse_passes_the_installed_cache_keyword(tiny):
-    assert _cache_kwarg(tiny.hf_model) in inspect.signature(tiny.hf_model.forward).parameters
+    assert cache_kwarg(tiny.hf_model) in inspect.signature(tiny.hf_model.forward).parameters
     labels = LabelTokens(("a", "bb"), ((40,), (41, 42)), "")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
