@@ -39,17 +39,16 @@ from innerprobe.core.result import (
     decode,
     encode,
 )
-from innerprobe.core.stats import Estimate, bootstrap_ci
+from innerprobe.core.stats import Estimate
 from innerprobe.patching.attribution import AttributionResult
 from innerprobe.patching.figures import comparison_figure, heatmap
 from innerprobe.patching.grid import PatchResult
 from innerprobe.patching.pairs import PairSet, PairSetSummary
 from innerprobe.patching.study_config import PatchStudyConfig
-from innerprobe.patching.transplant import TransplantResult
+from innerprobe.patching.transplant import CONDITIONS, TransplantResult, layer_mean_shift
 
 MAPS = ("o_map", "h_map", "o_map_controls")
 SUBRESULTS = ("pairs", *MAPS, "h_atp", "transplant")
-CONDITIONS = ("donor", "same_property", "other_task", "random")
 
 
 @dataclass
@@ -98,14 +97,6 @@ def _best(res: PatchResult | None) -> tuple[Estimate | None, str, str]:
     if b.layer is None:
         return None, "", b.selection
     return b.estimate, f"layer {b.layer} {b.token!r}", b.selection
-
-
-def _layer_mean_shift(tr: TransplantResult, cond: str, n_boot: int, seed: int) -> Estimate | None:
-    if cond not in tr.shift:
-        return None
-    per_item = np.nanmean(tr.shift[cond], axis=1)
-    per_item = per_item[np.isfinite(per_item)]
-    return bootstrap_ci(per_item, n_boot=n_boot, seed=seed) if per_item.size else None
 
 
 @dataclass
@@ -162,7 +153,8 @@ class PatchStudyResult(Result):
         (ob, oc, osel), (hb, hc, hsel) = _best(self.o_map), _best(self.h_map)
         cb, cc, csel = _best(self.o_map_controls)
         n_boot, seed = self.config.n_boot, self.config.seed
-        shifts = {c: _layer_mean_shift(self.transplant, c, n_boot, seed) for c in CONDITIONS}
+        shifts = {c: layer_mean_shift(self.transplant.shift[c], n_boot=n_boot, seed=seed)
+                  if c in self.transplant.shift else None for c in CONDITIONS}
         ps = self.pairs.summary
         return PatchStudySummary(
             task=self.pairs.task, property=self.pairs.property, site=self.o_map.site,
