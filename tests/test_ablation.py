@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 from steer_toys import own_answer_store
 from typer.testing import CliRunner
 
@@ -16,8 +17,10 @@ from innerprobe.interventions.ablation import (
     INPUT_CONTROL,
     AblationConfig,
     AblationResult,
+    _centres,
     run_ablation,
 )
+from innerprobe.interventions.directions import store_class_means
 from innerprobe.interventions.experiment import prepare_trials
 from innerprobe.protocol.prompts import PromptSpec
 from innerprobe.protocol.properties import get_property
@@ -114,3 +117,26 @@ def test_ablate_cli_writes_a_loadable_result(own_store, tmp_path):
     bad = CliRunner().invoke(app, ["ablate", "--store", str(own_store.path), "--model", "tiny-random",
                                    "--modes", "half", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "valid ablation modes: mean, zero" in bad.output
+
+
+def test_mean_mode_restores_h_to_the_h_run_mean(tiny, own_store, tmp_path):
+    """In H the mean ablation recentres on the H runs' own mean, not O's (an O mean would push H
+    toward O's distribution); a store without H runs falls back to O's mean and says so."""
+    layers = [0, 1]
+    means = store_class_means(own_store, layers, min_count=2)
+    centres, source = _centres(own_store, means, "resid_post")
+    assert source.startswith("object_mean")
+    assert all(torch.equal(centres[layer], means[layer].grand_mean) for layer in layers)
+
+    with_h = own_answer_store(tiny, tmp_path / "store_h", n=40, hypothetical_positions=("h_last",))
+    means_h = store_class_means(with_h, layers, min_count=2)
+    centres_h, source_h = _centres(with_h, means_h, "resid_post")
+    assert source_h == "hypothetical_mean@h_last"
+    h_acts = with_h.read("hypothetical", "resid_post", "h_last", layers=layers)
+    for i, layer in enumerate(layers):
+        assert torch.allclose(centres_h[layer], h_acts[:, i].mean(0))
+        assert not torch.allclose(centres_h[layer], means_h[layer].grand_mean, atol=1e-3)
+    r = run_ablation(tiny, with_h, load_items("animals", n=10, split="test"), PROP,
+                     AblationConfig(layer=-1, modes=("mean",), n_boot=50, min_count=2, control=False))
+    assert r.summary.mean_source == {"object": "object_mean", "hypothetical": "hypothetical_mean@h_last",
+                                     "control": "hypothetical_mean@h_last"}

@@ -16,8 +16,11 @@ runs (:meth:`~innerprobe.interventions.directions.ClassMeans.subspace`), at ever
 * the **same ablation in O** (all of O's positions) must break O's own answer: that confirms the
   subspace is the answer code (if it does not, an H null result says nothing).
 
-Two modes: ``zero`` removes the component, ``mean`` replaces it by the O runs' mean component
-(keeps the activation on-distribution; the mean is the store's O mean at each layer). ``k = 0``
+Two modes: ``zero`` removes the component, ``mean`` replaces it by the mean component of the
+*same kind of run* (keeps the activation on-distribution): in O the store's O-run mean at each
+layer; in H (the self-prediction and the control) the store's H-run mean at its H position
+(``h_last``, which lies in the ablated span), falling back to the O mean only for a store that
+holds no H run (recorded as ``mean_source`` in the summary). ``k = 0``
 is the identity arm: no hook is installed and every reading equals the unablated one bit for bit.
 """
 
@@ -142,14 +145,18 @@ class AblationConfig:
 
 
 def ablation_interventions(
-    subspaces: dict[int, Subspace], means: dict[int, ClassMeans], mode: str, site: str, position: str
+    subspaces: dict[int, Subspace], centres: dict[int, torch.Tensor], mode: str, site: str, position: str
 ) -> list[Intervention]:
-    """One :class:`ProjectOut` per layer (rank-0 subspaces install nothing: the identity)."""
+    """One :class:`ProjectOut` per layer (rank-0 subspaces install nothing: the identity).
+
+    ``centres`` holds, per layer, the mean activation the ``mean`` mode restores the removed
+    component to (unused by ``zero``).
+    """
     out = []
     for layer, sub in subspaces.items():
         if sub.rank == 0:
             continue
-        mean = means[layer].grand_mean if mode == "mean" else None
+        mean = centres[layer] if mode == "mean" else None
         out.append(Intervention(ProjectOut(sub.basis, mean=mean), layers=(layer,), site=site, positions=position,
                                 name=f"{sub.kind}-{mode}", provenance=sub.record()))
     return out
@@ -171,6 +178,21 @@ def _subspaces(store: Any, means: dict[int, ClassMeans], k: int, config: Ablatio
         r = random_subspace(k, d, seed=config.seed * 7919 + layer, acts=x, target_variance=target)
         random[layer] = Subspace(r.basis, "random", layer, (), r.provenance)
     return answer, random
+
+
+def _centres(store: Any, means: dict[int, ClassMeans], site: str) -> tuple[dict[int, torch.Tensor], str]:
+    """Per layer the mean H-run activation (for H readings) and where it came from.
+
+    Mean ablation restores the removed component to its average *in that kind of run*; an O mean
+    put into H would move H's activations toward O's distribution, an edit of its own.
+    """
+    h_positions = store.positions.get("hypothetical", [])
+    if not h_positions or site not in store.sites:
+        return {layer: m.grand_mean for layer, m in means.items()}, "object_mean (store has no H run)"
+    pos = "h_last" if "h_last" in h_positions else h_positions[0]
+    acts = store.read("hypothetical", site, pos, layers=list(means))
+    return ({layer: acts[:, i].mean(0).to(means[layer].grand_mean.dtype) for i, layer in enumerate(means)},
+            f"hypothetical_mean@{pos}")
 
 
 def _control_prompts(model: LoadedModel, trials: Trials, spec: PromptSpec) -> tuple[list[Prompt], list[str | None]]:
@@ -254,6 +276,8 @@ def run_ablation(
             kept.append(i)
     if not kept:
         raise DataError(f"no scorable item: {dict(dropped)}")
+    o_centres = {layer: m.grand_mean for layer, m in means.items()}
+    h_centres, mean_source = _centres(store, means, config.site)
     advance = progress("ablation", len(readings) * (1 + 2 * len(config.modes))) if progress else (lambda k: None)
     rows: list[dict[str, Any]] = []
     for reading, (prompts, choice, truth, position) in readings.items():
@@ -262,7 +286,8 @@ def run_ablation(
         advance(1)
         for mode in config.modes:
             for arm, subs in (("answer", answer), ("random", random)):
-                ivs = ablation_interventions(subs, means, mode, config.site, position)
+                centres = o_centres if reading == "object" else h_centres
+                ivs = ablation_interventions(subs, centres, mode, config.site, position)
                 lp = choice_logprobs(model, prompts, choice, ivs, batch_size=config.batch_size)
                 rows += _score_rows(trials, reading, arm, mode, lp, base, choice, truth, kept)
                 advance(1)
@@ -271,6 +296,7 @@ def run_ablation(
     summary = AblationSummary(
         property=prop.name, start_layer=start, layers=layers, rank=k, site=config.site, n_items=trials.n,
         n_scored=len(kept), dropped=dict(dropped), mode_baseline=mb.estimate,
+        mean_source={"object": "object_mean", "hypothetical": mean_source, "control": mean_source},
         variance_ratio=[float(s.provenance.get("variance_ratio", float("nan"))) for s in random.values()],
         effects=[ablation_effect(table, r, m, n_boot=config.n_boot, seed=config.seed)
                  for r in readings for m in config.modes],

@@ -53,6 +53,7 @@ class AblationSummary(Summary):
     dropped: dict[str, int]
     mode_baseline: Estimate | None
     variance_ratio: list[float] = field(default_factory=list)
+    mean_source: dict[str, str] = field(default_factory=dict)
     effects: list[AblationEffect] = field(default_factory=list)
 
     @property
