@@ -210,3 +210,17 @@ def test_cli_inject_smoke(tmp_path):
     bad = CliRunner().invoke(app, ["inject", "--model", "tiny-random", "--timing", "later", "--out",
                                    str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "generation" in bad.output
+
+
+def test_no_injection_runs_its_own_larger_set_of_variants(result):
+    """The false-positive rate gets 20 distinct no-injection prompts ('Trial 1'..'Trial 20'),
+    while the injected conditions keep n_trials; pairing with 'none' stays by variant."""
+    t = result.table
+    for kind in ("detect", "impossible"):
+        none = t[(t.kind == kind) & (t.condition == "none")]
+        assert sorted(none.variant) == list(range(1, 21))
+        assert sorted(set(t[(t.kind == kind) & (t.condition == "concept")].variant)) == [1, 2]
+    assert result.summary.detect_yes_none.n == 20
+    assert result.summary.concept_vs_none.diff.n == 2 * len(WORDS)
+    with pytest.raises(DataError, match="n_control_trials"):
+        InjectionConfig(n_control_trials=0)

@@ -29,7 +29,8 @@ LayerOpt = Annotated[int, typer.Option(help="Layer the concept vectors are read 
 ScalesOpt = Annotated[str, typer.Option(help="Injection strengths α, comma-separated (h ← h + α·v).")]
 TimingOpt = Annotated[str, typer.Option(help=f"When to inject: {' | '.join(TIMINGS)}.")]
 SingleOpt = Annotated[int, typer.Option(help="The token of --timing single (negative: from the prompt's end).")]
-TrialsOpt = Annotated[int, typer.Option(help="Trial variants ('Trial 1..n') per condition.")]
+TrialsOpt = Annotated[int, typer.Option(help="Trial variants ('Trial 1..n') per injected condition.")]
+ControlTrialsOpt = Annotated[int, typer.Option(help="Variants of the no-injection yes/no trials (>= --n-trials).")]
 RelativeOpt = Annotated[bool, typer.Option(help="Scale relative to each token's residual norm.")]
 
 
@@ -64,6 +65,7 @@ def register(app: typer.Typer) -> None:
         timing: TimingOpt = "trial",
         single_token: SingleOpt = -1,
         n_trials: TrialsOpt = 4,
+        control_trials: ControlTrialsOpt = 20,
         relative: RelativeOpt = False,
         site: SiteOpt = "resid_pre",
         out: OutOpt = Path("runs/inject"),
@@ -74,7 +76,7 @@ def register(app: typer.Typer) -> None:
         """Concept injection: detection, identification, localisation, beside every control."""
         try:
             config = InjectionConfig(scales=_floats(scales), timing=timing, single_token=single_token,
-                                     relative=relative, n_trials=n_trials, batch_size=batch_size, seed=seed,
+                                     relative=relative, n_trials=n_trials, n_control_trials=control_trials, batch_size=batch_size, seed=seed,
                                      random_seed=seed)
             preflight(out, "inject", device, models=(model,))
             m = load_model(model, device=device)

@@ -53,6 +53,7 @@ from innerprobe.interventions.edits import AddVector
 from innerprobe.interventions.hooks import Intervention, intervene
 from innerprobe.interventions.injection_config import (
     InjectionConfig,
+    control_variants,
     expected_positions,
     timing_selector,
 )
@@ -160,9 +161,10 @@ def _ld(lp: Float[Tensor, "n k"], n_yes: int) -> np.ndarray:
 def _trials(model: LoadedModel, config: InjectionConfig, words: Sequence[str]) -> dict[str, list[Trial]]:
     tok, sys = model.tokenizer, config.system
     ks = range(1, config.n_trials + 1)
+    ks_none = range(1, control_variants(config) + 1)  # the no-injection condition runs more variants
     out = {
-        "detect": [build_trial(tok, "detect", k, DETECT, system=sys) for k in ks],
-        "impossible": [build_trial(tok, "impossible", k, config.impossible, system=sys) for k in ks],
+        "detect": [build_trial(tok, "detect", k, DETECT, system=sys) for k in ks_none],
+        "impossible": [build_trial(tok, "impossible", k, config.impossible, system=sys) for k in ks_none],
         "twin": {w: [build_trial(tok, "twin", k, config.twin.format(word=w) + DETECT, system=sys) for k in ks]
                  for w in words},
     }
@@ -244,7 +246,7 @@ class _Runner:
     def total(self, conds: Sequence[Condition]) -> int:
         """Trials :meth:`run` scores (for the progress bar)."""
         n, c = self.config.n_trials, self.config
-        per = [2 * n + (2 * n if c.identification and x.kind != "random" else 0)
+        per = [2 * (control_variants(c) if x.kind == "none" else n) + (2 * n if c.identification and x.kind != "random" else 0)
                + (len(c.sentences) if c.localisation else 0) for x in conds]
         return sum(per) + len(self.concepts.words) * (n + (n if c.identification else 0))
 
@@ -253,9 +255,14 @@ class _Runner:
         words, tr, n_sent = self.concepts.words, self.trials, len(self.config.sentences)
         tick = self.progress("injection trials", self.total(conds)) if self.progress else None
         done = 0
+        n = self.config.n_trials
         for cond in conds:
-            self.yes_no(tr["detect"], cond)
-            self.yes_no(tr["impossible"], cond)
+            for kind in ("detect", "impossible"):
+                # the paired variants batch exactly like the injected ones (a zero vector stays
+                # bit-exact); the extra no-injection variants run after them
+                self.yes_no(tr[kind][:n], cond)
+                if cond.kind == "none" and len(tr[kind]) > n:
+                    self.yes_no(tr[kind][n:], cond)
             if self.config.identification and cond.kind != "random":
                 self.choice(tr["identify"], cond, words, [cond.word] * len(tr["identify"]))
                 self.choice(tr["leak"], cond, words, [cond.word] * len(tr["leak"]))

@@ -37,7 +37,11 @@ class InjectionConfig:
         timing: one of :data:`TIMINGS`.
         single_token: the token of the ``single`` timing (prompt coordinates, negative from the end).
         relative: scale against each token's residual norm instead of absolutely.
-        n_trials: trial variants ("Trial 1" ... "Trial n") per condition.
+        n_trials: trial variants ("Trial 1" ... "Trial n") per injected condition.
+        n_control_trials: variants of the no-injection detection and impossible-question trials
+            (at least ``n_trials``; the first ``n_trials`` pair with the injected ones). No
+            injection is one condition, not one per concept and scale, so a false-positive rate
+            with a usable interval costs only these extra trials.
         impossible: the yes-bias control question (truthful answer: no).
         twin: the input-level twin's text, ``{word}`` replaced by the concept, put before the question.
         sentences: the localisation task's sentences (chance = 1 / len).
@@ -52,6 +56,7 @@ class InjectionConfig:
     single_token: int = -1
     relative: bool = False
     n_trials: int = 4
+    n_control_trials: int = 20
     impossible: str = IMPOSSIBLE
     twin: str = TWIN
     sentences: tuple[str, ...] = SENTENCES
@@ -72,12 +77,18 @@ class InjectionConfig:
         object.__setattr__(self, "scales", scales)
         object.__setattr__(self, "sentences", tuple(self.sentences))
         check_at_least("n_trials", self.n_trials, 1)
+        check_at_least("n_control_trials", self.n_control_trials, 1)
         check_at_least("batch_size", self.batch_size, 1)
         check_at_least("n_boot", self.n_boot, 1)
         if len(self.sentences) < 2:
             raise DataError(f"localisation needs at least 2 sentences, got {len(self.sentences)}")
         if "{word}" not in self.twin:
             raise DataError(f"the input twin text needs a '{{word}}' placeholder, got {self.twin!r}")
+
+
+def control_variants(config: InjectionConfig) -> int:
+    """How many no-injection variants of the yes/no questions run: never fewer than ``n_trials``."""
+    return max(config.n_trials, config.n_control_trials)
 
 
 def timing_selector(config: InjectionConfig, trial: Trial) -> Selector:
@@ -111,4 +122,4 @@ def expected_positions(config: InjectionConfig, trial: Trial) -> list[int]:
             "single": [config.single_token % L if config.single_token < 0 else config.single_token]}[config.timing]
 
 
-__all__ = ["TIMINGS", "InjectionConfig", "expected_positions", "timing_selector"]
+__all__ = ["TIMINGS", "InjectionConfig", "control_variants", "expected_positions", "timing_selector"]

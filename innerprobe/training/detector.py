@@ -107,8 +107,9 @@ class DetectorConfig:
         return FinetuneConfig(rank=self.rank, alpha=self.alpha, lr=self.lr, seed=self.seed, batch_size=4)
 
     def injection(self) -> InjectionConfig:
+        # no-injection variants stay inside the held-out evaluation variants (training uses later ones)
         return InjectionConfig(scales=(self.scale,), timing=self.timing, n_trials=self.eval_trials,
-                               identification=False, localisation=False, n_boot=self.n_boot, seed=self.seed)
+                               n_control_trials=self.eval_trials, identification=False, localisation=False, n_boot=self.n_boot, seed=self.seed)
 
 
 # --------------------------------------------------------------------------- training-time injection
