@@ -1,0 +1,77 @@
+"""Per-experiment adapters of the battery: each turns one library stage into Evidence rows.
+
+A step is ``step(ctx) -> list[Evidence]``; :class:`StepContext` carries the config, the item
+count and the loaded model. Experiments without an adapter yet return an explicit "not run" row
+saying so (never a fabricated number).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from innerprobe.behavior import BehaviorConfig, behave
+from innerprobe.models.load import load_model
+from innerprobe.protocol.prompts import PromptSpec
+from innerprobe.study.battery_config import BatteryConfig
+from innerprobe.study.evidence import Evidence, not_run
+
+
+@dataclass
+class StepContext:
+    """What a step needs: settings, items per stage, the model role and a lazily loaded model."""
+
+    config: BatteryConfig
+    n: int
+    role: str = "M"
+    _model: Any = field(default=None, repr=False)
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = load_model(self.config.model)
+        return self._model
+
+
+def e1_behaviour(ctx: StepContext) -> list[Evidence]:
+    """E1: self-prediction against the mode baseline, and against a third-person framing (paired)."""
+    cfg = ctx.config
+    res = behave(ctx.model, cfg.task, cfg.property, BehaviorConfig(batch_size=cfg.batch_size, seed=cfg.seed),
+                 predictor_spec=PromptSpec(variant="third_person"), n=ctx.n, split="test")
+    s = res.summary
+    rows = [Evidence("E1", "self vs mode baseline", "self-prediction accuracy", s.self.accuracy,
+                     s.mode_baseline.estimate, s.self.n, model=ctx.role)]
+    if s.self_minus_cross is not None:
+        rows.append(Evidence("E1", "self vs third-person", "self − third-person accuracy (paired)",
+                             s.self_minus_cross.diff, None, s.self_minus_cross.n, model=ctx.role))
+    return rows
+
+
+def missing_adapter(experiment: str, sub: str) -> Callable[[StepContext], list[Evidence]]:
+    """A step that reports, explicitly, that the battery has no adapter for ``experiment`` yet."""
+
+    def step(ctx: StepContext) -> list[Evidence]:
+        return [not_run(experiment, sub, "no battery adapter yet; run the stage's own verb", model=ctx.role)]
+
+    return step
+
+
+def e3b_not_run(ctx: StepContext) -> list[Evidence]:
+    return [not_run("E3b", "self vs peer probes", "innerprobe.probes.peer has not landed on this branch",
+                    model=ctx.role)]
+
+
+STEPS: dict[str, Callable[[StepContext], list[Evidence]]] = {
+    "E1": e1_behaviour,
+    "E2": missing_adapter("E2", "lens: answer before property"),
+    "E3": missing_adapter("E3", "O->H probe transfer"),
+    "E3b": e3b_not_run,
+    "E4": missing_adapter("E4", "patching maps"),
+    "E5": missing_adapter("E5", "O->H transplant"),
+    "E6": missing_adapter("E6", "answer-subspace ablation"),
+    "E7": missing_adapter("E7", "behaviour shift by steering"),
+    "E8": missing_adapter("E8", "concept injection"),
+}
+
+__all__ = ["STEPS", "StepContext", "e1_behaviour", "missing_adapter"]
