@@ -86,10 +86,14 @@ def test_default_study_config_loads() -> None:
 
 
 def test_tiny_model_end_to_end(tmp_path: Path) -> None:
-    cfg = BatteryConfig(model="tiny-random", experiments=("E1", "E3b", "E6"), quick_n_items=12, n_boot=100)
+    cfg = BatteryConfig(model="tiny-random", experiments=("E1", "E2", "E3b", "E6"), quick_n_items=12, n_boot=100)
     result = run_battery(cfg, tmp_path, quick=True)
     t = result.table
     e1 = t[t.experiment == "E1"]
     assert len(e1) >= 1 and e1["effect"].notna().all() and (e1["n"] > 0).all()
     assert t[t.experiment == "E3b"]["supports"].eq("inconclusive").all()
+    e2 = t[t.experiment == "E2"]
+    # the random tiny model reads no answer: E2 must then say why, not report a number
+    assert len(e2) >= 1
+    assert (e2["effect"].notna() | e2["why"].str.contains("could not score")).all()
     assert result.summary.verdicts[0].hypothesis == "inconclusive"

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from innerprobe.behavior import BehaviorConfig, behave
+from innerprobe.core.errors import DataError
+from innerprobe.interventions.lens_trace import LensTraceConfig, lens_trace
 from innerprobe.models.load import load_model
 from innerprobe.protocol.prompts import PromptSpec
+from innerprobe.protocol.tasks import load_items
 from innerprobe.study.battery_config import BatteryConfig
 from innerprobe.study.evidence import Evidence, not_run
 
@@ -48,6 +51,29 @@ def e1_behaviour(ctx: StepContext) -> list[Evidence]:
     return rows
 
 
+def e2_lens(ctx: StepContext) -> list[Evidence]:
+    """E2: at H's last token, does the own answer emerge more often than a frequency-matched word,
+    and does the property label emerge layers after the answer (logit lens)?"""
+    cfg = ctx.config
+    items = load_items(cfg.task, n=ctx.n, split="test", seed=cfg.seed)
+    try:
+        res = lens_trace(ctx.model, items, cfg.property, LensTraceConfig(positions=("last",), n_boot=cfg.n_boot,
+                                                                         seed=cfg.seed))
+    except DataError as error:  # e.g. no item with a readable answer: say so, do not fake a number
+        return [not_run("E2", "property after answer", f"lens trace could not score: {error}", model=ctx.role)]
+    p = res.summary.positions["last"]
+    rows = [Evidence("E2", "answer vs matched word emerges", "answer emerged in H (logit lens)", p.answer_emerged,
+                     p.control_emerged, p.n_items, model=ctx.role, primary=False)]
+    if p.gap_property_minus_answer is not None:
+        rows.append(Evidence("E2", "property after answer", "layer gap property − answer",
+                             p.gap_property_minus_answer, None, p.gap_property_minus_answer.n, model=ctx.role,
+                             unit="layers"))
+    else:
+        rows.append(not_run("E2", "property after answer", "no item where both answer and property emerged",
+                            model=ctx.role))
+    return rows
+
+
 def missing_adapter(experiment: str, sub: str) -> Callable[[StepContext], list[Evidence]]:
     """A step that reports, explicitly, that the battery has no adapter for ``experiment`` yet."""
 
@@ -64,7 +90,7 @@ def e3b_not_run(ctx: StepContext) -> list[Evidence]:
 
 STEPS: dict[str, Callable[[StepContext], list[Evidence]]] = {
     "E1": e1_behaviour,
-    "E2": missing_adapter("E2", "lens: answer before property"),
+    "E2": e2_lens,
     "E3": missing_adapter("E3", "O->H probe transfer"),
     "E3b": e3b_not_run,
     "E4": missing_adapter("E4", "patching maps"),
