@@ -1,0 +1,80 @@
+"""``run_battery``: every experiment once per model, saved atomically, resumed on rerun, then decided.
+
+Each (model role, experiment) writes ``out_dir/<role>/<experiment>/evidence.json`` through an
+atomic directory; a rerun into the same ``out_dir`` reads finished experiments back instead of
+running them again, so an interrupted battery resumes from its finished experiments. The rows
+are then read by the decision rule (:mod:`innerprobe.study.decision`) into one verdict per model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+
+from innerprobe.core.errors import DataError
+from innerprobe.core.io import atomic_dir, library_versions, read_json, write_json
+from innerprobe.core.result import decode, encode
+from innerprobe.study.battery_config import BatteryConfig
+from innerprobe.study.battery_result import BatteryResult, BatterySummary
+from innerprobe.study.battery_steps import STEPS, StepContext
+from innerprobe.study.decision import decide, read_rows
+from innerprobe.study.evidence import Evidence, not_run
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int], Callable[[int], None]] | None
+EVIDENCE = "evidence.json"
+
+
+def _load_rows(path: Path) -> list[Evidence]:
+    return decode(read_json(path)["rows"])
+
+
+def run_battery(
+    config: BatteryConfig,
+    out_dir: str | Path,
+    *,
+    quick: bool = False,
+    progress: Progress = None,
+    steps: Mapping[str, Callable[[StepContext], list[Evidence]]] | None = None,
+) -> BatteryResult:
+    """Run the battery of ``config`` into ``out_dir`` (resuming) and return its verdict table."""
+    steps = dict(STEPS if steps is None else steps)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n = config.items(quick)
+    rows: list[Evidence] = []
+    seconds: dict[str, float] = {}
+    advance = progress("battery", len(config.models) * len(config.experiments)) if progress else None
+    for role in config.models:
+        ctx = StepContext(config, n, role)
+        for exp in config.experiments:
+            done = out / role / exp / EVIDENCE
+            if done.exists():
+                got = _load_rows(done)
+                seconds[f"{role}/{exp}"] = float(read_json(done).get("seconds", 0.0))
+            elif role == "M1":
+                got = [not_run(exp, "M1", "M1 (LoRA self-training) is not wired into the battery yet", model="M1")]
+            elif exp not in steps:
+                raise DataError(f"no battery step for {exp}; steps: {', '.join(steps)}")
+            else:
+                t0 = time.perf_counter()
+                got = steps[exp](ctx)
+                dt = time.perf_counter() - t0
+                with atomic_dir(out / role / exp) as tmp:
+                    write_json(tmp / EVIDENCE, {"rows": encode(got), "seconds": dt})
+                seconds[f"{role}/{exp}"] = dt
+                log.info("%s %s: %.1f s", role, exp, dt)
+            rows.extend(got)
+            if advance:
+                advance(1)
+    read = read_rows(rows, config.decision)
+    verdicts = [decide(read, config.decision, model=role) for role in config.models]
+    summary = BatterySummary(verdicts, config.digest(), seconds)
+    return BatteryResult(read, summary, config=encode(asdict(config)) | {"quick": quick},
+                         provenance={"library_versions": library_versions(), "model": config.model})
+
+
+__all__ = ["run_battery"]
