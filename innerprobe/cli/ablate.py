@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
             with Bars() as bars:
                 result = run_ablation(m, opened, task, property, config, n=n, split=split, progress=bars.factory)
             result.save(out)
-            result.figure().write_html(str(out / "figure.html"), include_plotlyjs="cdn")
+            result.figure().write_html(str(out / "figure.html"))
         except InnerprobeError as e:
             fail(e)
             return

@@ -130,7 +130,7 @@ def probe_cmd(
         "control_task": result.control, "warnings": result.warnings, "provenance": result.provenance,
     })
     for probe in config.probes:
-        result.figure(probe=probe).write_html(str(out / f"layers_{probe}.html"), include_plotlyjs="cdn")
+        result.figure(probe=probe).write_html(str(out / f"layers_{probe}.html"))
     if result.n_dropped:
         console.print(f"dropped {len(result.dropped_classes)} rare classes ({result.n_dropped} items)")
     for warning in result.warnings:
