@@ -8,12 +8,19 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 from innerprobe.behavior import elicit_object, predict, property_labels
+from innerprobe.cli.app import app
 from innerprobe.core.errors import DataError, UnknownNameError
 from innerprobe.protocol.properties import get_property
 from innerprobe.training.config import FinetuneConfig
-from innerprobe.training.data import build_training_data, data_hash, load_training_data, property_values
+from innerprobe.training.data import (
+    build_training_data,
+    data_hash,
+    load_training_data,
+    property_values,
+)
 from innerprobe.training.finetune import finetune
 from innerprobe.training.ground_truth import questions, read_answer
 from innerprobe.training.policies import behaviour_config, policy_data
@@ -176,3 +183,16 @@ def test_ground_truth_questions_are_seeded_and_checked():
     assert qs[0].answer == str(a + b)
     assert read_answer("addition", f"The answer is {a + b}.") == qs[0].answer
     assert read_answer("parity", "It is Odd") == "odd" and read_answer("parity", "no idea") is None
+
+
+def test_cli_selftrain_runs_one_round_and_rejects_bad_policy(tiny, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    args = ["selftrain", "--model", "tiny-random", "--rounds", "1", "--task", TASK, "--property", PROP, "--n", "8",
+            "--n-eval", "8", "--n-ground-truth", "2", "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--out", str(out)]
+    r = runner.invoke(app, args + ["--policy", "object_only"])
+    assert r.exit_code == 0, r.output
+    assert (out / "report.html").exists() and (out / "round_1" / "adapter" / "adapter_model.safetensors").exists()
+    assert set(SelfTrainResult.load(out / "result").table["round"]) == {0, 1}
+    bad = runner.invoke(app, args[:-1] + [str(tmp_path / "bad"), "--policy", "distill"])
+    assert bad.exit_code == 2 and "self_filtered" in bad.output

@@ -32,7 +32,12 @@ from innerprobe.models.loaded import LoadedModel
 from innerprobe.protocol.prompts import PromptSpec
 from innerprobe.protocol.properties import Property, get_property
 from innerprobe.protocol.tasks import item_meta, items_digest
-from innerprobe.training.data import TrainingDataConfig, build_training_data, combo_rows, property_values
+from innerprobe.training.data import (
+    TrainingDataConfig,
+    build_training_data,
+    combo_rows,
+    property_values,
+)
 from innerprobe.training.rounds_config import POLICIES
 from innerprobe.training.shift import object_answer_data
 
