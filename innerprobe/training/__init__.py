@@ -22,6 +22,7 @@ from innerprobe.training.data import (
     property_values,
     save_training_data,
 )
+from innerprobe.training.early_stop import finetune_early_stop, heldout_loss
 from innerprobe.training.finetune import (
     IGNORE,
     LORA_TARGETS,
@@ -47,7 +48,6 @@ from innerprobe.training.finetune import (
     steps_for,
     trainable_state,
 )
-from innerprobe.training.early_stop import finetune_early_stop, heldout_loss
 from innerprobe.training.ground_truth import GROUND_TRUTH_TASKS, ground_truth_accuracy
 from innerprobe.training.policies import policy_data
 from innerprobe.training.rounds import load_result, run_self_training

@@ -104,6 +104,7 @@ class _Models:
     def __init__(self, base: LoadedModel, out_dir: Path) -> None:
         self.base, self.out_dir, self.latest = base, out_dir, (0, base)
         self.load_seconds = 0.0
+        self.cross_cache: dict = {}
 
     def at(self, r: int) -> LoadedModel:
         if r == 0:
@@ -124,7 +125,7 @@ def _measure(models: _Models, r: int, config: SelfTrainConfig, evals: list[Datas
     bcfg = dataclasses.replace(bcfg, calibration_samples=config.calibration_samples)
     measures, items, gt = measure_model(
         model, None if r == 0 else models.base, evals, config.properties, bcfg, r, base_items,
-        ground_truth=config.ground_truth, n_ground_truth=config.n_ground_truth,
+        ground_truth=config.ground_truth, n_ground_truth=config.n_ground_truth, cross_cache=models.cross_cache,
     )
     seconds = time.perf_counter() - t0
     with atomic_dir(d) as tmp:

@@ -6,7 +6,8 @@ M_0 once, as round 0), every estimate with its interval and ``n``:
 * **Self-knowledge** (:func:`~innerprobe.behavior.behave`, forced choice): ``self_accuracy``
   (Wilson) beside ``mode_baseline`` (always M_k's most common value, same items);
   ``cross_accuracy``: the *untrained base* M_0 predicting M_k's behaviour (the cheap
-  cross-predictor: no second model is finetuned per round), and ``self_minus_cross`` (paired
+  cross-predictor: no second model is finetuned per round; M_0's answers to the same
+  hypotheticals are computed once and reused every round, :func:`cross_predictions`), and ``self_minus_cross`` (paired
   bootstrap, exact McNemar p in ``p_value``); ``text_only``: logistic regression on the item
   string, fitted on M_k's behaviour on the other folds of the eval items (5-fold), scored on the
   same items; ``calibration_mad`` (percentage points; bootstrap over items) when
@@ -33,14 +34,14 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset
 
-from innerprobe.behavior import BehaviorConfig, TextBaseline, behave
+from innerprobe.behavior import BehaviorConfig, Predictions, TextBaseline, behave, predict, score
 from innerprobe.behavior.baselines import item_strings
 from innerprobe.core import stats
 from innerprobe.core.errors import DataError
 from innerprobe.core.stats import Estimate
 from innerprobe.models.loaded import LoadedModel
 from innerprobe.protocol.properties import get_property
-from innerprobe.protocol.tasks import item_meta
+from innerprobe.protocol.tasks import item_meta, items_digest
 from innerprobe.training.ground_truth import ground_truth_accuracy
 
 log = logging.getLogger(__name__)
@@ -118,24 +119,44 @@ def _calibration(table: pd.DataFrame, labels: list[str], seed: int) -> Estimate 
     return stats.bootstrap_ci(np.arange(len(keep), dtype=float), stat=mad, n_boot=300, seed=seed)
 
 
+def cross_predictions(
+    base: LoadedModel, items: Dataset, prop: str, labels: Sequence[str], config: BehaviorConfig, cache: dict | None
+) -> Predictions:
+    """M_0's predictions of the hypotheticals, memoised in ``cache``: M_0 and the items do not change."""
+    key = (items_digest(items), prop, tuple(labels), config.mode)
+    if cache is not None and key in cache:
+        return cache[key]
+    pred = predict(base, items, get_property(prop), labels, config)
+    if cache is not None:
+        cache[key] = pred
+    return pred
+
+
 def behaviour_table(
-    model: LoadedModel, base: LoadedModel | None, items: Dataset, prop: str, config: BehaviorConfig, k: int
+    model: LoadedModel, base: LoadedModel | None, items: Dataset, prop: str, config: BehaviorConfig, k: int,
+    cross_cache: dict | None = None,
 ) -> tuple[pd.DataFrame, Estimate | None, stats.PairedDiff | None, stats.ModeBaseline]:
     """Per-item behaviour of ``model`` (cross-predicted by ``base`` unless None) on one task's items."""
-    res = behave(model, items, get_property(prop), config, predictor=base)
+    res = behave(model, items, get_property(prop), config)
     t = res.table
     s = res.summary
     cal = _calibration(t, list(s.labels), config.seed)
     values = [v if sc else None for v, sc in zip(t["object_value"], t["scored"])]
+    cross, cross_clean, cross_correct = None, None, None
+    if base is not None:
+        pred = cross_predictions(base, items, prop, list(s.labels), config, cross_cache)
+        cross_correct = score(list(t["object_value"]), pred)
+        cross_clean = pred.cleaned
+        keep = t["scored"].to_numpy(bool)
+        cross = stats.paired_bootstrap_diff(t["correct"].to_numpy(float)[keep], cross_correct[keep].astype(float), seed=config.seed)
     out = pd.DataFrame({
         "round": k, "task": t["task"], "property": prop, "id": t["id"], "object_value": t["object_value"],
         "response_clean": t["response_clean"], "object_compliant": t["object_compliant"], "scored": t["scored"],
         "prediction_clean": t["prediction_clean"], "correct": t["correct"],
-        "cross_prediction_clean": t["cross_prediction_clean"] if "cross_correct" in t else None,
-        "cross_correct": t["cross_correct"] if "cross_correct" in t else None,
+        "cross_prediction_clean": cross_clean, "cross_correct": cross_correct,
         "text_prediction": text_only_predictions(items, values, config.seed),
     })
-    return out, cal, s.self_minus_cross, s.mode_baseline
+    return out, cal, cross, s.mode_baseline
 
 
 def behaviour_measures(
@@ -184,11 +205,13 @@ def measure_model(
     *,
     ground_truth: tuple[str, ...] = (),
     n_ground_truth: int = 0,
+    cross_cache: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Measure one model: ``(tidy measures, per-item behaviour, ground-truth answers)``.
 
     ``base`` is M_0, the cross-predictor (None when measuring M_0 itself); ``base_items`` is
-    round 0's per-item table (None at round 0: drift is measured against the table made now).
+    round 0's per-item table (None at round 0: drift is measured against the table made now);
+    ``cross_cache`` memoises M_0's predictions across rounds (the same items every round).
     """
     item_tables, rows = [], []
     for items in eval_sets:
@@ -197,7 +220,7 @@ def measure_model(
             if not get_property(prop).applies_to(kind):
                 continue
             try:
-                df, cal, cross, mode = behaviour_table(model, base, items, prop, config, k)
+                df, cal, cross, mode = behaviour_table(model, base, items, prop, config, k, cross_cache)
             except DataError as e:  # nothing scorable this round: said in the table, not fatal
                 log.warning("round %d %s × %s not measured: %s", k, items[0]["task"], prop, e)
                 rows.append(_row(k, items[0]["task"], prop, "object_compliance", None))
@@ -215,5 +238,5 @@ def measure_model(
 
 __all__ = [
     "ITEM_COLUMNS", "MEASURE_COLUMNS", "TEXT_FOLDS", "behaviour_measures", "behaviour_table", "entropy_bits",
-    "ground_truth_measures", "measure_model", "text_only_predictions",
+    "cross_predictions", "ground_truth_measures", "measure_model", "text_only_predictions",
 ]
