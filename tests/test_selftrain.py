@@ -196,3 +196,16 @@ def test_cli_selftrain_runs_one_round_and_rejects_bad_policy(tiny, tmp_path):
     assert set(SelfTrainResult.load(out / "result").table["round"]) == {0, 1}
     bad = runner.invoke(app, args[:-1] + [str(tmp_path / "bad"), "--policy", "distill"])
     assert bad.exit_code == 2 and "self_filtered" in bad.output
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_smol_one_round_self_prediction(smol, tmp_path):
+    cfg = SelfTrainConfig(rounds=1, tasks=("animals",), properties=("second_character",), n_items=8, n_eval=8,
+                          n_ground_truth=4, finetune=FinetuneConfig(rank=4, alpha=8, lr=1e-3, epochs=2, batch_size=4))
+    res = run_self_training(smol, cfg, tmp_path / "smol")
+    t = res.table
+    assert sorted(t["round"].unique()) == [0, 1]
+    acc = t[(t["measure"] == "self_accuracy")]
+    assert acc["n"].min() > 0 and acc["value"].between(0, 1).all()
+    assert res.rounds.loc[res.rounds["round"] == 1, "n_train_rows"].iloc[0] > 0
