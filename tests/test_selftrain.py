@@ -26,6 +26,7 @@ from innerprobe.training.ground_truth import questions, read_answer
 from innerprobe.training.policies import behaviour_config, policy_data
 from innerprobe.training.rounds import round_items, run_self_training
 from innerprobe.training.rounds_config import POLICIES, SelfTrainConfig
+from innerprobe.training.rounds_measure import measure_model
 from innerprobe.training.rounds_result import SelfTrainResult
 
 TASK, PROP = "colors", "starts_with_vowel"  # the tiny model's self-report agrees on ~half the items
@@ -209,3 +210,12 @@ def test_smol_one_round_self_prediction(smol, tmp_path):
     acc = t[(t["measure"] == "self_accuracy")]
     assert acc["n"].min() > 0 and acc["value"].between(0, 1).all()
     assert res.rounds.loc[res.rounds["round"] == 1, "n_train_rows"].iloc[0] > 0
+
+
+def test_a_model_with_no_compliant_answer_is_measured_not_fatal(tiny):
+    """The tiny model never answers the numbers task compliantly: a collapsed round, recorded as such."""
+    items = round_items(_config(tasks=("numbers",), properties=("is_even",), n_items=6), 1)
+    measures, per_item, gt = measure_model(tiny, None, items, ["is_even"], behaviour_config(16, 0), 2, None)
+    row = measures.set_index("measure").loc["object_compliance"]
+    assert row["value"] == 0.0 and row["n"] == 6 and row["round"] == 2
+    assert "self_accuracy" not in set(measures["measure"]) and per_item.empty and gt.empty

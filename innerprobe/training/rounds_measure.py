@@ -16,6 +16,8 @@ M_0 once, as round 0), every estimate with its interval and ``n``:
   from M_0's, over items compliant under both; Wilson), ``answer_entropy`` (bits, over the cleaned
   object answers) and ``distinct_answers`` (count), both with a jackknife interval (see
   :func:`jackknife`), ``object_compliance``.
+  When no answer is compliant (a collapsed model) only compliance, entropy and distinct answers
+  (over all cleaned answers) are recorded (:func:`unscorable_measures`).
 * **Error amplification**: ``gt_accuracy`` per ground-truth task
   (:mod:`innerprobe.training.ground_truth`; Wilson).
 
@@ -34,7 +36,15 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset
 
-from innerprobe.behavior import BehaviorConfig, Predictions, TextBaseline, behave, predict, score
+from innerprobe.behavior import (
+    BehaviorConfig,
+    Predictions,
+    TextBaseline,
+    behave,
+    elicit_object,
+    predict,
+    score,
+)
 from innerprobe.behavior.baselines import item_strings
 from innerprobe.core import stats
 from innerprobe.core.errors import DataError
@@ -189,6 +199,21 @@ def behaviour_measures(
     return rows
 
 
+def unscorable_measures(model: LoadedModel, items: Dataset, prop: str, config: BehaviorConfig, k: int) -> list[dict]:
+    """When no object answer is scorable (a collapsed model): its compliance and answer diversity.
+
+    The greedy answers are the ones ``behave`` just decoded (memoised), so this costs nothing.
+    """
+    task = items[0]["task"]
+    obj = elicit_object(model, items, get_property(prop), config)
+    answers = [str(a) for a in obj.cleaned]
+    return [
+        _row(k, task, prop, "object_compliance", stats.accuracy(obj.compliant)),
+        _row(k, task, prop, "answer_entropy", jackknife(answers, entropy_bits)),
+        _row(k, task, prop, "distinct_answers", jackknife(answers, lambda v: float(len(set(v))))),
+    ]
+
+
 def ground_truth_measures(gt: pd.DataFrame, k: int) -> list[dict]:
     """``gt_accuracy`` per ground-truth task (Wilson), from :func:`ground_truth_accuracy`'s table."""
     return [_row(k, task, "", "gt_accuracy", stats.accuracy(g["correct"].to_numpy(bool))) for task, g in gt.groupby("task", sort=True)]
@@ -222,8 +247,8 @@ def measure_model(
             try:
                 df, cal, cross, mode = behaviour_table(model, base, items, prop, config, k, cross_cache)
             except DataError as e:  # nothing scorable this round: said in the table, not fatal
-                log.warning("round %d %s × %s not measured: %s", k, items[0]["task"], prop, e)
-                rows.append(_row(k, items[0]["task"], prop, "object_compliance", None))
+                log.warning("round %d %s × %s: self-prediction not measured: %s", k, items[0]["task"], prop, e)
+                rows += unscorable_measures(model, items, prop, config, k)
                 continue
             ref = df if base_items is None else base_items[(base_items["task"] == df["task"].iloc[0]) & (base_items["property"] == prop)]
             rows += behaviour_measures(df, ref, k, cal, cross, mode, config.seed)
@@ -238,5 +263,5 @@ def measure_model(
 
 __all__ = [
     "ITEM_COLUMNS", "MEASURE_COLUMNS", "TEXT_FOLDS", "behaviour_measures", "behaviour_table", "entropy_bits",
-    "cross_predictions", "ground_truth_measures", "measure_model", "text_only_predictions",
+    "cross_predictions", "ground_truth_measures", "measure_model", "unscorable_measures", "text_only_predictions",
 ]
