@@ -183,6 +183,7 @@ def test_ground_truth_questions_are_seeded_and_checked():
     a, b = map(int, qs[0].question.split("What is ")[1].split("?")[0].split(" + "))
     assert qs[0].answer == str(a + b)
     assert read_answer("addition", f"The answer is {a + b}.") == qs[0].answer
+    assert read_answer("addition", f"{a} + {b} = {a + b}") == qs[0].answer
     assert read_answer("parity", "It is Odd") == "odd" and read_answer("parity", "no idea") is None
 
 

@@ -10,7 +10,7 @@ correct answer each, generated from a seed:
 
 The model answers greedily in a fresh chat (empty system message, as in every elicitation); the
 first integer (addition) or the first ``even``/``odd`` (parity) of the answer is compared with
-the truth. An unreadable answer counts as wrong. :func:`ground_truth_accuracy` returns the
+the truth (an echoed "a + b = " is skipped). An unreadable answer counts as wrong. :func:`ground_truth_accuracy` returns the
 per-question table; accuracy over rounds is read in :mod:`innerprobe.training.rounds_measure`.
 """
 
@@ -68,7 +68,12 @@ def questions(task: str, n: int, *, seed: int = 0) -> list[Question]:
 
 
 def read_answer(task: str, response: str) -> str | None:
-    """The answer a response gives: its first integer (addition) or first even/odd (parity)."""
+    """The answer a response gives: its first integer (addition) or first even/odd (parity).
+
+    A response that echoes the sum ("65 + 88 = 153") is read after its first ``=``.
+    """
+    if task == "addition" and "=" in response:
+        response = response.split("=", 1)[1]
     m = (_INT if task == "addition" else _PARITY).search(response)
     return m.group(0).lower() if m else None
 
@@ -80,9 +85,13 @@ def ground_truth_accuracy(
     *,
     seed: int = 0,
     batch_size: int = 16,
-    max_new_tokens: int = 8,
+    max_new_tokens: int = 16,
 ) -> pd.DataFrame:
-    """One row per question: ``task, id, answer, response, given, correct`` (greedy answers)."""
+    """One row per question: ``task, id, answer, response, given, correct`` (greedy answers).
+
+    16 new tokens: SmolLM2 spells digits one token each and often echoes "65 + 88 = " before the
+    sum, so 8 tokens cut every addition answer off before it began.
+    """
     rows = []
     tok = model.tokenizer
     for task in tasks:
