@@ -24,6 +24,7 @@ from innerprobe.cli import (
     patch,
     probe,
     run,
+    selftrain,
     steer,
 )
 from innerprobe.cli.ui import console
@@ -50,7 +51,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
     hf_logging.set_verbosity_error()
 
 
-for _verbs in (run, behave, listing, capture, probe, patch, lens, steer, ablate, inject, finetune):
+for _verbs in (run, behave, listing, capture, probe, patch, lens, steer, ablate, inject, finetune, selftrain):
     _verbs.register(app)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,9 @@
-"""Floor 6: finetuning self- and cross-predictors and the behaviour-shift test.
+"""Floor 6: finetuning self- and cross-predictors, the behaviour-shift test, and self-training rounds.
+
+Self-training rounds (:mod:`.rounds`): :class:`SelfTrainConfig` (:mod:`.rounds_config`), the
+data policies (:mod:`.policies`), early-stopped LoRA (:mod:`.early_stop`), per-round
+measurements (:mod:`.rounds_measure`, ground truth in :mod:`.ground_truth`) and
+:class:`SelfTrainResult` (:mod:`.rounds_result`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from innerprobe.training.data import (
     property_values,
     save_training_data,
 )
+from innerprobe.training.early_stop import finetune_early_stop, heldout_loss
 from innerprobe.training.finetune import (
     IGNORE,
     LORA_TARGETS,
@@ -42,6 +48,12 @@ from innerprobe.training.finetune import (
     steps_for,
     trainable_state,
 )
+from innerprobe.training.ground_truth import GROUND_TRUTH_TASKS, ground_truth_accuracy
+from innerprobe.training.policies import policy_data
+from innerprobe.training.rounds import load_result, run_self_training
+from innerprobe.training.rounds_config import POLICIES, SelfTrainConfig
+from innerprobe.training.rounds_measure import measure_model
+from innerprobe.training.rounds_result import SelfTrainResult, SelfTrainSummary
 from innerprobe.training.shift import ShiftResult, behaviour_shift, object_answer_data
 
-__all__ = ['TRAIN_TASKS', 'HELDOUT_TASKS', 'CHARACTER_PROPERTIES', 'COLUMNS', 'assistant_text', 'balance_classes', 'property_values', 'combo_rows', 'build_training_data', 'data_hash', 'save_training_data', 'load_training_data', 'LORA_TARGETS', 'IGNORE', 'FinetuneConfig', 'Encoded', 'FinetuneResult', 'encode_row', 'encode_dataset', 'collate', 'answer_loss', 'epoch_order', 'batch_schedule', 'lr_at', 'hf_weights_dir', 'lora_model', 'trainable_state', 'base_spec', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'save_adapter', 'loss_figure', 'merged_copy', 'steps_for', 'ShiftResult', 'behaviour_shift', 'object_answer_data']
+__all__ = ['TRAIN_TASKS', 'HELDOUT_TASKS', 'CHARACTER_PROPERTIES', 'COLUMNS', 'assistant_text', 'balance_classes', 'property_values', 'combo_rows', 'build_training_data', 'data_hash', 'save_training_data', 'load_training_data', 'LORA_TARGETS', 'IGNORE', 'FinetuneConfig', 'Encoded', 'FinetuneResult', 'encode_row', 'encode_dataset', 'collate', 'answer_loss', 'epoch_order', 'batch_schedule', 'lr_at', 'hf_weights_dir', 'lora_model', 'trainable_state', 'base_spec', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'save_adapter', 'loss_figure', 'merged_copy', 'steps_for', 'ShiftResult', 'behaviour_shift', 'object_answer_data', 'finetune_early_stop', 'heldout_loss', 'GROUND_TRUTH_TASKS', 'ground_truth_accuracy', 'policy_data', 'load_result', 'run_self_training', 'POLICIES', 'SelfTrainConfig', 'measure_model', 'SelfTrainResult', 'SelfTrainSummary']
