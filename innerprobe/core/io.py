@@ -42,6 +42,7 @@ STAGE_FILES: dict[str, tuple[str, ...]] = {
     "finetune": ("adapter_config.json", "loss_curve.json", "train.jsonl", "checkpoints"),
     "lens": ("lens_trace.html",),
     "inject": ("conditions.parquet",),
+    "sweep": ("sweep.json",),
 }
 
 
