@@ -9,10 +9,12 @@ cells still running.
 * :class:`PoolExecutor` runs them in a pool of worker processes sized to the cores, each with
   **one torch thread** (``torch.set_num_threads(1)`` and ``OMP_NUM_THREADS=1``): with several
   processes each spinning a full OpenMP team, the threads spin-wait on each other and torch was
-  measured ~20× slower. Workers are forked from a ``forkserver`` that has imported innerprobe
-  once (no torch work has run in it, so forking is safe), and each keeps its own model cache, so a
-  worker loads a model once however many of its cells it runs. Cells are submitted grouped by
-  model.
+  measured ~20× slower. On Linux workers are forked from this process (innerprobe is already
+  imported: a fresh interpreter would spend ~5-15 s importing torch and transformers per worker;
+  torch resets its thread pool in a forked child, as DataLoader workers rely on), elsewhere they
+  come from a ``forkserver``/``spawn``. Each keeps its own model cache, so a worker loads a model
+  once however many of its cells it runs. Cells are submitted grouped by model. (A script that
+  uses the pool needs the usual ``if __name__ == "__main__":`` guard where ``spawn`` is used.)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -69,10 +72,13 @@ def _worker_run(cell: Cell) -> CellOutcome:
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    """``forkserver`` with innerprobe's sweep modules preloaded (``spawn`` where it is missing)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - not POSIX
+    """``fork`` on Linux; else ``forkserver`` with this module preloaded, else ``spawn``."""
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "fork" in methods:
+        return multiprocessing.get_context("fork")
+    if "forkserver" not in methods:  # pragma: no cover - not POSIX
         return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
+    ctx = multiprocessing.get_context("forkserver")  # pragma: no cover - macOS
     ctx.set_forkserver_preload(["innerprobe.study.executors"])
     return ctx
 
