@@ -23,7 +23,9 @@ from innerprobe.cli import (
     listing,
     patch,
     probe,
+    report,
     steer,
+    sweep,
 )
 from innerprobe.cli.ui import console
 
@@ -49,7 +51,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
     hf_logging.set_verbosity_error()
 
 
-for _verbs in (behave, listing, capture, probe, patch, lens, steer, ablate, inject, finetune):
+for _verbs in (behave, listing, capture, probe, patch, lens, steer, ablate, inject, finetune, sweep, report):
     _verbs.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
