@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from innerprobe.core.errors import DataError
 from innerprobe.core.io import prepare_out_dir, provenance, read_json, write_json, write_parquet
@@ -129,10 +131,11 @@ class ResultsStore:
     def table(self, cells: Sequence[Cell] | None = None) -> pd.DataFrame:
         """Every done cell's rows (of ``cells``, default the plan), in plan order."""
         ids = [c.id for c in (self.plan() if cells is None else cells) if self.state(c.id) == "done"]
-        frames = [pd.read_parquet(self._cell_file(i)) for i in ids]
-        if not frames:
+        if not ids:
             return pd.DataFrame(columns=list(ROW_COLUMNS))
-        return pd.concat(frames, ignore_index=True)
+        # one Arrow table, then pandas: the same dtypes as reading the saved table back
+        tables = [pq.read_table(self._cell_file(i)) for i in ids]
+        return pa.concat_tables(tables, promote_options="default").to_pandas()
 
     def errors(self, cells: Sequence[Cell] | None = None) -> pd.DataFrame:
         """One row per failed cell: its id, experiment, error type and message, attempts."""
