@@ -23,9 +23,11 @@ from innerprobe.cli import (
     listing,
     patch,
     probe,
+    report,
     run,
     selftrain,
     steer,
+    sweep,
 )
 from innerprobe.cli.ui import console
 
@@ -51,7 +53,8 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
     hf_logging.set_verbosity_error()
 
 
-for _verbs in (run, behave, listing, capture, probe, patch, lens, steer, ablate, inject, finetune, selftrain):
+for _verbs in (run, behave, listing, capture, probe, patch, lens, steer, ablate, inject, finetune, selftrain, sweep,
+               report):
     _verbs.register(app)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,6 +43,7 @@ STAGE_FILES: dict[str, tuple[str, ...]] = {
     "lens": ("lens_trace.html",),
     "inject": ("conditions.parquet",),
     "selftrain": ("selftrain_config.json",),
+    "sweep": ("sweep.json",),
 }
 
 

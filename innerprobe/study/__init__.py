@@ -1,5 +1,37 @@
 """Floor 7: whole studies built from the floors below (battery, sweeps, report).
+
+Sweeps, one concept a module, in data-flow order::
+
+    cells           Cell (one experiment on one point of the axes, stable id), CellOutcome, metric rows
+    stages          the stage kinds' cell functions: behave, probes
+    registry        stage kind -> (config builder, canonical form, cell function)
+    sweep_config    the TOML schema ([sweep] axes, [experiments.<name>]) and its expansion into cells
+    runner          run one cell where it lands (one model cache per process), errors caught
+    results_store   the sweep directory: a Parquet dataset, one file and one status per cell
+    executors       local (sequential) and a process pool (one torch thread per worker)
+    ray_executor    Ray: a running cluster or a local one, model-holding actors
+    sweep           run_sweep -> SweepResult (table, summary, figure, save/load)
+    sweep_report    one self-contained HTML page of a sweep's cells
+
+    from innerprobe.study import load_sweep, run_sweep
+    result = run_sweep(load_sweep("experiments/sweep_example.toml"), "runs/sweep", executor="pool")
 """
 
 from __future__ import annotations
 
+from innerprobe.study.cells import Cell, CellOutcome
+from innerprobe.study.executors import EXECUTORS, LocalExecutor, PoolExecutor
+from innerprobe.study.ray_executor import RayExecutor
+from innerprobe.study.registry import KINDS, StageKind, get_kind, register_kind
+from innerprobe.study.results_store import ResultsStore, StoreStatus
+from innerprobe.study.stages import ProbeCellOptions
+from innerprobe.study.sweep import SweepResult, SweepSummary, make_executor, run_sweep, sweep_result
+from innerprobe.study.sweep_config import ExperimentSpec, SweepAxes, SweepConfig, load_sweep, sweep_from_mapping
+from innerprobe.study.sweep_report import write_sweep_report
+
+__all__ = [
+    "Cell", "CellOutcome", "EXECUTORS", "LocalExecutor", "PoolExecutor", "RayExecutor", "KINDS", "StageKind",
+    "get_kind", "register_kind", "ResultsStore", "StoreStatus", "ProbeCellOptions", "SweepResult",
+    "SweepSummary", "make_executor", "run_sweep", "sweep_result", "ExperimentSpec", "SweepAxes", "SweepConfig",
+    "load_sweep", "sweep_from_mapping", "write_sweep_report",
+]
