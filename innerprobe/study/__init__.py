@@ -26,7 +26,13 @@ from innerprobe.study.registry import KINDS, StageKind, get_kind, register_kind
 from innerprobe.study.results_store import ResultsStore, StoreStatus
 from innerprobe.study.stages import ProbeCellOptions
 from innerprobe.study.sweep import SweepResult, SweepSummary, make_executor, run_sweep, sweep_result
-from innerprobe.study.sweep_config import ExperimentSpec, SweepAxes, SweepConfig, load_sweep, sweep_from_mapping
+from innerprobe.study.sweep_config import (
+    ExperimentSpec,
+    SweepAxes,
+    SweepConfig,
+    load_sweep,
+    sweep_from_mapping,
+)
 from innerprobe.study.sweep_report import write_sweep_report
 
 __all__ = [
