@@ -18,8 +18,13 @@ def _session_cache() -> Path:
     """Point the cache at a temporary directory for this session (merged adapters: ~500 MB
     each), keeping the user's embedded-model cache (dequantised SmolLM2) in place, copy-free."""
     os.environ.setdefault("INNERPROBE_MODEL_CACHE", str(model_cache_root()))
+    # Idempotent: a second import of this module (as ``tests.conftest``) must not move the cache.
+    existing = os.environ.get("INNERPROBE_TEST_SESSION_CACHE")
+    if existing:
+        return Path(existing)
     tmp = Path(tempfile.mkdtemp(prefix="innerprobe-test-cache-"))
     os.environ["INNERPROBE_CACHE"] = str(tmp)
+    os.environ["INNERPROBE_TEST_SESSION_CACHE"] = str(tmp)
     return tmp
 
 
