@@ -57,12 +57,13 @@ def test_notebook_is_stripped_and_sized_by_one_parameter_cell(path):
 @pytest.mark.integration
 @requires_smollm2
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_top_to_bottom(path, tmp_path):
+def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     nbformat = pytest.importorskip("nbformat")
     nb = nbformat.read(path, as_version=4)
-    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    os.environ.update(env)  # the kernel inherits this process's environment
+    # The kernel inherits this process's environment; monkeypatch restores it afterwards.
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     start = time.perf_counter()
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     log.info("%s executed in %.1f s", path.name, time.perf_counter() - start)
