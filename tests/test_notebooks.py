@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import requires_smollm2
 
 REPO = Path(__file__).parent.parent
