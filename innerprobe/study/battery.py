@@ -19,9 +19,10 @@ from innerprobe.core.io import atomic_dir, library_versions, read_json, write_js
 from innerprobe.core.result import decode, encode
 from innerprobe.study.battery_config import BatteryConfig
 from innerprobe.study.battery_result import BatteryResult, BatterySummary
-from innerprobe.study.battery_steps import STEPS, StepContext
+from innerprobe.study.battery_steps import STEPS
 from innerprobe.study.decision import decide, read_rows
 from innerprobe.study.evidence import Evidence, not_run
+from innerprobe.study.step_context import StepContext
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int], Callable[[int], None]] | None
@@ -49,7 +50,7 @@ def run_battery(
     seconds: dict[str, float] = {}
     advance = progress("battery", len(config.models) * len(config.experiments)) if progress else None
     for role in config.models:
-        ctx = StepContext(config, n, role)
+        ctx = StepContext(config, n, role, work_dir=out / role / "_work")
         for exp in config.experiments:
             done = out / role / exp / EVIDENCE
             if done.exists():

@@ -8,33 +8,14 @@ saying so (never a fabricated number).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from innerprobe.behavior import BehaviorConfig, behave
 from innerprobe.core.errors import DataError
 from innerprobe.interventions.lens_trace import LensTraceConfig, lens_trace
-from innerprobe.models.load import load_model
 from innerprobe.protocol.prompts import PromptSpec
 from innerprobe.protocol.tasks import load_items
-from innerprobe.study.battery_config import BatteryConfig
 from innerprobe.study.evidence import Evidence, not_run
-
-
-@dataclass
-class StepContext:
-    """What a step needs: settings, items per stage, the model role and a lazily loaded model."""
-
-    config: BatteryConfig
-    n: int
-    role: str = "M"
-    _model: Any = field(default=None, repr=False)
-
-    @property
-    def model(self) -> Any:
-        if self._model is None:
-            self._model = load_model(self.config.model)
-        return self._model
+from innerprobe.study.step_context import StepContext
 
 
 def e1_behaviour(ctx: StepContext) -> list[Evidence]:

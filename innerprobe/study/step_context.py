@@ -1,0 +1,46 @@
+"""``StepContext``: what one battery step gets — settings, item count, model role, a work folder.
+
+Steps share expensive inputs through it: the model is loaded once per role, and a step that
+needs an activation store (E3, E3b, E6, E7) writes it under ``work_dir`` (the role's folder of the
+battery's output) so that the next step, and a resumed battery, reuse it. ``shared`` holds
+in-memory objects (a store, a peer model) for the rest of the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from innerprobe.models.load import load_model
+from innerprobe.study.battery_config import BatteryConfig
+
+
+@dataclass
+class StepContext:
+    """What a step needs: settings, items per stage, the model role and a lazily loaded model.
+
+    Attributes:
+        config: the battery's settings.
+        n: items per stage (test split).
+        role: ``M`` (the base model) or ``M1`` (self-trained).
+        work_dir: where steps may keep artifacts shared between steps (None: a step that needs
+            one makes a temporary folder).
+        shared: in-memory objects shared between steps of this role.
+    """
+
+    config: BatteryConfig
+    n: int
+    role: str = "M"
+    work_dir: Path | None = None
+    shared: dict[str, Any] = field(default_factory=dict, repr=False)
+    _model: Any = field(default=None, repr=False)
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = load_model(self.config.model)
+        return self._model
+
+
+__all__ = ["StepContext"]
