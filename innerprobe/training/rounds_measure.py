@@ -16,7 +16,8 @@ M_0 once, as round 0), every estimate with its interval and ``n``:
   from M_0's, over items compliant under both; Wilson), ``answer_entropy`` (bits, over the cleaned
   object answers) and ``distinct_answers`` (count), both with a jackknife interval (see
   :func:`jackknife`), ``object_compliance``.
-  When no answer is compliant (a collapsed model) only compliance, entropy and distinct answers
+  When no answer is scorable (a collapsed model: non-compliant, or every value outside the label
+  set) only compliance, entropy and distinct answers
   (over all cleaned answers) are recorded (:func:`unscorable_measures`).
 * **Error amplification**: ``gt_accuracy`` per ground-truth task
   (:mod:`innerprobe.training.ground_truth`; Wilson).
@@ -201,6 +202,9 @@ def behaviour_measures(
 
 def unscorable_measures(model: LoadedModel, items: Dataset, prop: str, config: BehaviorConfig, k: int) -> list[dict]:
     """When no object answer is scorable (a collapsed model): its compliance and answer diversity.
+
+    Unscorable means non-compliant, or (forced choice) every property value outside the label
+    set: e.g. every answer's second character a space ("1 zebra", "h h h").
 
     The greedy answers are the ones ``behave`` just decoded (memoised), so this costs nothing.
     """
