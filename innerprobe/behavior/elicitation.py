@@ -16,9 +16,9 @@ the same way.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from datasets import Dataset
@@ -28,8 +28,8 @@ from innerprobe.behavior.config import BehaviorConfig, object_settings
 from innerprobe.behavior.inference import generate
 from innerprobe.models.loaded import LoadedModel
 from innerprobe.protocol.prompts import Prompt, object_prompt
-from innerprobe.protocol.properties import Property, extract_with_compliance
-from innerprobe.protocol.tasks import item_meta
+from innerprobe.protocol.properties import Property, extract_with_compliance, get_property
+from innerprobe.protocol.tasks import as_items, item_meta
 
 T = TypeVar("T")
 
@@ -107,8 +107,8 @@ def greedy_responses(
 
 def elicit_object(
     model: LoadedModel,
-    items: Dataset,
-    prop: Property,
+    items: Dataset | Sequence[Mapping[str, Any]] | str,
+    prop: Property | str,
     config: BehaviorConfig = BehaviorConfig(),
     progress: Callable[[int], None] | None = None,
 ) -> ObjectBehavior:
@@ -119,8 +119,10 @@ def elicit_object(
     continuation, where ``Answer:`` makes SmolLM2 end the turn at once). The property is read off
     prefill + answer, so a prefill such as ``Answer:`` is cleaned away. ``reasons`` says why each
     dropped item was dropped (``"empty"``, ``"refusal"``, ``"not_a_letter"``, ``"no_value"``,
-    ``"too_long"``).
+    ``"too_long"``). ``items`` is anything :func:`~innerprobe.protocol.tasks.as_items` takes.
     """
+    items = as_items(items)
+    prop = get_property(prop) if isinstance(prop, str) else prop
     tok = model.tokenizer
     tasks = list(items["task"])
     settings = [object_settings(config, t) for t in tasks]
