@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def test_there_are_notebooks():
     assert {p.name for p in NOTEBOOKS} >= {"01_self_prediction.ipynb", "02_patching_one_pair.ipynb",
-                                           "03_probes.ipynb", "04_interventions.ipynb"}
+                                           "03_probes.ipynb", "04_interventions.ipynb", "05_battery.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
