@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from innerprobe.core.result import Result, Summary
 from innerprobe.study.decision import Verdict
@@ -49,17 +50,29 @@ class BatteryResult(Result):
         return pd.DataFrame(recs, columns=list(COLUMNS))
 
     def figure(self) -> go.Figure:
-        """Effect (with its CI) beside its control, one marker per row that ran."""
-        t = self.table.dropna(subset=["effect"])
-        label = t["model"] + " " + t["experiment"] + " " + t["sub"]
-        fig = go.Figure()
-        fig.add_trace(go.Scatter(x=t["effect"], y=label, mode="markers", name="effect",
-                                 error_x={"type": "data", "symmetric": False, "array": t["ci_high"] - t["effect"],
-                                          "arrayminus": t["effect"] - t["ci_low"]}))
-        fig.add_trace(go.Scatter(x=t["control"], y=label, mode="markers", name="control", marker={"symbol": "x"}))
-        fig.update_layout(title="Battery: each effect (95% CI) beside its control", height=200 + 30 * len(t),
-                          xaxis_title="effect (own units per row)")
-        return fig
+        """Effect (with its CI) beside its control, one marker per row that ran, one panel per unit.
 
+        Rows are measured in different units (proportions, layers, recovery, logits); each unit
+        gets its own x axis so a layer gap does not flatten every proportion to a dot.
+        """
+        t = self.table.dropna(subset=["effect"]).assign(unit=[r.unit for r in self.rows if r.effect is not None])
+        units = list(dict.fromkeys(t["unit"])) or ["proportion"]
+        heights = [max(1, int((t["unit"] == u).sum())) for u in units]
+        fig = make_subplots(rows=len(units), cols=1, row_heights=heights, vertical_spacing=0.12,
+                            subplot_titles=[f"unit: {u}" for u in units])
+        for i, unit in enumerate(units, start=1):
+            part = t[t["unit"] == unit]
+            label = part["model"] + " " + part["experiment"] + " " + part["sub"]
+            fig.add_trace(go.Scatter(
+                x=part["effect"], y=label, mode="markers", name="effect", legendgroup="effect",
+                showlegend=i == 1, marker={"color": "#1f77b4"},
+                error_x={"type": "data", "symmetric": False, "array": part["ci_high"] - part["effect"],
+                         "arrayminus": part["effect"] - part["ci_low"]}), row=i, col=1)
+            fig.add_trace(go.Scatter(x=part["control"], y=label, mode="markers", name="control",
+                                     legendgroup="control", showlegend=i == 1,
+                                     marker={"symbol": "x", "color": "#d62728"}), row=i, col=1)
+        fig.update_layout(title="Battery: each effect (95% CI) beside its control",
+                          height=220 + 34 * len(t) + 60 * len(units))
+        return fig
 
 __all__ = ["BatteryResult", "BatterySummary", "COLUMNS"]
