@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from steer_toys import own_answer_store
+from steer_toys import own_answer_store, planted_store
 
 from innerprobe.core.errors import DataError
 from innerprobe.interventions.ablation import AblationConfig, run_ablation
@@ -13,6 +13,7 @@ from innerprobe.interventions.edits import AddVector
 from innerprobe.interventions.hooks import Intervention
 from innerprobe.interventions.prefix import LayerPrefix, decoder_layer_list
 from innerprobe.interventions.readout import Choice, choice_logprobs
+from innerprobe.interventions.steering import SteeringConfig, run_steering
 from innerprobe.protocol.prompts import Prompt
 from innerprobe.protocol.properties import get_property
 from innerprobe.protocol.tasks import load_items
@@ -77,3 +78,15 @@ def test_ablation_with_prefix_reuse_equals_the_whole_forwards(tiny, tmp_path):
     assert fast.summary.start_layer > 0
     cols = ["id", "reading", "arm", "mode", "prediction", "logp_truth", "dlogp"]
     assert fast.table[cols].equals(slow.table[cols])
+
+
+def test_steering_with_prefix_reuse_equals_the_whole_forwards(tiny):
+    items = load_items("animals", n=24, split="test")
+    prop = get_property("second_character")
+    store = planted_store(tiny, items, prop)
+    kw = dict(layer=-1, h_positions=("last", "quote"), n_boot=100, batch_size=5)
+    fast = run_steering(tiny, store, items, prop, SteeringConfig(**kw))
+    slow = run_steering(tiny, store, items, prop, SteeringConfig(reuse_prefix=False, **kw))
+    assert fast.summary.layer > 0 and fast.summary.n_steered > 0
+    assert fast.table.equals(slow.table)
+    assert fast.tracking.equals(slow.tracking)

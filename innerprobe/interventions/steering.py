@@ -55,6 +55,7 @@ from innerprobe.interventions.experiment import (
 )
 from innerprobe.interventions.hooks import SITES, Intervention
 from innerprobe.interventions.positions import NAMED
+from innerprobe.interventions.prefix import LayerPrefix
 from innerprobe.interventions.readout import Choice, choice_logprobs
 from innerprobe.interventions.steering_result import (
     SteeringResult,
@@ -95,6 +96,10 @@ class SteeringConfig:
         min_count: least store items a class needs to get a direction.
         batch_size, n_boot, seed: batching, bootstrap resamples, the seed of random vectors.
         spec: prompt wording (as in behaviour runs).
+        reuse_prefix: run layers below ``layer`` once per batch (on the unsteered forward of the
+            same items, grouped as the steered ones are) and replay their output in every steered
+            forward (:class:`~innerprobe.interventions.prefix.LayerPrefix`; identical numbers;
+            from layer 24 of 30 a steered forward costs a fifth). False runs every forward whole.
     """
 
     layer: int | None = None
@@ -109,6 +114,7 @@ class SteeringConfig:
     n_boot: int = 2000
     seed: int = 0
     spec: PromptSpec = PromptSpec()
+    reuse_prefix: bool = True
 
     def __post_init__(self) -> None:
         if self.site not in SITES:
@@ -158,9 +164,24 @@ def choose_targets(
     return out
 
 
+def _grouped(
+    model: LoadedModel, trials: Trials, run: str, groups: dict[str, list[int]], config: SteeringConfig,
+    prefix: LayerPrefix,
+) -> np.ndarray:
+    """Unsteered log-probs of the run's choice, batched group by group exactly as the steered
+    runs will be (NaN outside the groups), recording the prefix of every batch."""
+    prompts = trials.h_prompts if run == "hypothetical" else trials.o_prompts
+    choice = trials.properties if run == "hypothetical" else trials.objects
+    out = np.full((trials.n, len(choice.labels)), np.nan)
+    with prefix.recording():
+        for idx in groups.values():
+            out[idx] = choice_logprobs(model, [prompts[i] for i in idx], choice, batch_size=config.batch_size)
+    return out
+
+
 def _steered(
     model: LoadedModel, trials: Trials, run: str, position: str, groups: dict[str, list[int]],
-    vectors: dict[str, Direction], config: SteeringConfig, layer: int,
+    vectors: dict[str, Direction], config: SteeringConfig, layer: int, prefix: LayerPrefix,
 ) -> np.ndarray:
     """Log-probs of the run's choice for every item in ``groups``, each group with its vector."""
     prompts = trials.h_prompts if run == "hypothetical" else trials.o_prompts
@@ -170,7 +191,8 @@ def _steered(
         v = vectors[source]
         iv = Intervention(AddVector(v.vector, float(config.scale)), layers=(layer,), site=config.site,
                           positions=position, name=v.label, provenance=v.record())
-        out[idx] = choice_logprobs(model, [prompts[i] for i in idx], choice, [iv], batch_size=config.batch_size)
+        with prefix.replaying(iv.layers):
+            out[idx] = choice_logprobs(model, [prompts[i] for i in idx], choice, [iv], batch_size=config.batch_size)
     return out
 
 
@@ -247,8 +269,6 @@ def run_steering(
     n_runs = 2 + 2 * len(config.conditions)
     advance = progress("steering", n_runs) if progress else (lambda k: None)
     o_base = choice_logprobs(model, trials.o_prompts, trials.objects, batch_size=config.batch_size)
-    h_base = choice_logprobs(model, trials.h_prompts, trials.properties, batch_size=config.batch_size)
-    advance(2)
     current = argmax_labels(o_base, trials.objects)
     targets = choose_targets(means, prop, trials.properties.labels, trials.objects.labels)
     kept, dropped = _keep(trials, current, targets, means)
@@ -257,6 +277,11 @@ def run_steering(
     groups: dict[str, list[int]] = {}
     for i in kept:
         groups.setdefault(current[i], []).append(i)
+    prefix = LayerPrefix(model, layer if config.reuse_prefix else 0)
+    h_base = _grouped(model, trials, "hypothetical", groups, config, prefix)
+    if config.reuse_prefix:  # O's prefix, batched as the steered O runs (O's base stays the all-items run)
+        _grouped(model, trials, "object", groups, config, prefix)
+    advance(2)
     directions = {s: means.difference(targets[s], s) for s in groups}
     records = [d.record() for d in directions.values()]
     table_rows: list[dict[str, Any]] = []
@@ -269,7 +294,7 @@ def run_steering(
         records += [r.record() | {"condition": cond} for r in randoms.values()]
         norms = {s: d.norm * abs(config.scale) for s, d in directions.items()}
         for arm, vectors in (("direction", directions), ("random", randoms)):
-            after = _steered(model, trials, run, pos, groups, vectors, config, layer)
+            after = _steered(model, trials, run, pos, groups, vectors, config, layer, prefix)
             table_rows += _rows(trials, kept, current, targets, cond, run, arm, base, after, norms)
             advance(1)
             if arm == "direction" and run == "hypothetical":
@@ -277,7 +302,8 @@ def run_steering(
             if arm == "direction" and run == "object":
                 o_after = argmax_labels(np.nan_to_num(after, nan=-np.inf), trials.objects)
     table = pd.DataFrame(table_rows)
-    predictors = {"h:unsteered": argmax_labels(h_base, trials.properties), **steered_preds}
+    predictors = {"h:unsteered": argmax_labels(np.nan_to_num(h_base, nan=-np.inf), trials.properties),
+                  **steered_preds}
     tracking = _tracking(trials, kept, current, o_after, predictors)
     summary = SteeringSummary(
         property=prop.name, layer=layer, site=config.site, scale=float(config.scale), n_items=trials.n,
