@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,13 @@ from innerprobe.study.decision import DecisionConfig, read_rows, reading
 from innerprobe.study.evidence import Evidence
 from innerprobe.study.step_context import StepContext
 from innerprobe.study.step_rows import negated, paired_rows
-from innerprobe.study.steps_interventions import _untestable, e6_ablation, e7_steering, e8_injection, e8_trials
+from innerprobe.study.steps_interventions import (
+    _untestable,
+    e6_ablation,
+    e7_steering,
+    e8_injection,
+    e8_trials,
+)
 from innerprobe.study.steps_probes import e3_probe_transfer, surface_feature
 
 RULE = DecisionConfig(min_n=5)
@@ -137,13 +144,10 @@ def test_an_unreadable_ablation_is_not_voted():
     est = lambda v, lo, hi: Estimate(v, lo, hi, 30, "t")  # noqa: E731
     diff = lambda v: PairedDiff(est(0, 0, 0), est(0, 0, 0), est(v, v - 0.1, v + 0.1), 0.01)  # noqa: E731
 
-    class O:
-        answer_vs_random, n = diff(-0.5), 30
-
-    assert "mode baseline" in _untestable(est(0.0, 0.0, 0.1), est(0.5, 0.4, 0.6), O, RULE)
-    assert _untestable(est(0.9, 0.8, 0.95), est(0.5, 0.4, 0.6), O, RULE) is None
-    O.answer_vs_random = diff(0.0)
-    assert "answer code" in _untestable(est(0.9, 0.8, 0.95), est(0.5, 0.4, 0.6), O, RULE)
+    breaks_o, keeps_o = SimpleNamespace(answer_vs_random=diff(-0.5), n=30), SimpleNamespace(answer_vs_random=diff(0.0), n=30)
+    assert "mode baseline" in _untestable(est(0.0, 0.0, 0.1), est(0.5, 0.4, 0.6), breaks_o, RULE)
+    assert _untestable(est(0.9, 0.8, 0.95), est(0.5, 0.4, 0.6), breaks_o, RULE) is None
+    assert "answer code" in _untestable(est(0.9, 0.8, 0.95), est(0.5, 0.4, 0.6), keeps_o, RULE)
 
 
 def test_e7_on_a_planted_store_moves_o_beyond_random_and_tracks_nothing_unsteered(tiny, tmp_path):
