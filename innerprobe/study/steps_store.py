@@ -36,11 +36,14 @@ from innerprobe.study.step_context import StepContext
 log = logging.getLogger(__name__)
 
 #: Train items in the shared store per test item of a step (class means and probes need a few
-#: items per answer class; the model's answers concentrate on few animals). Each store item
-#: costs three forwards (the own-answer reading, O and H), about 0.4 s on one CPU thread.
-STORE_PER_ITEM = 1.5
-#: Never fewer train items than this (the quick study has 20 test items).
-MIN_STORE_ITEMS = 40
+#: items per answer class; the model's answers concentrate on few animals: on SmolLM2 "cat" is a
+#: third of them). Each store item costs three forwards (the own-answer reading, O and H): 120
+#: items took 126 s on one shared CPU thread. At 90 items (rank-10 subspace) the O ablation no
+#: longer confirmed the subspace as O's answer code and E3 lost its power; at 120 both read.
+STORE_PER_ITEM = 2
+#: Never fewer train items than this (the quick study has 20 test items; at 40 items SmolLM2 has
+#: a single answer class with the 5 items a probe fold needs, and E3 cannot run).
+MIN_STORE_ITEMS = 60
 STORE_KEY = "store"
 CAPTURE = CaptureConfig(sites=("resid_post",), layers="all", object_positions=("o_last",),
                         hypothetical_positions=("h_last", "quote_last"))
