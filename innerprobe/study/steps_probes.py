@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from jaxtyping import Bool
 
 from innerprobe.core import stats
 from innerprobe.core.errors import DataError
@@ -55,12 +56,12 @@ def surface_feature(groups: Sequence[Any]) -> list[str | None]:
     return [w[-1] if w else None for w in words]
 
 
-def _frequent(labels: Sequence[Any], min_count: int) -> np.ndarray:
+def _frequent(labels: Sequence[Any], min_count: int) -> Bool[np.ndarray, " n"]:
     counts = Counter(x for x in labels if x is not None)
     return np.array([x is not None and counts[x] >= min_count for x in labels])
 
 
-def _probe(store: Any, rows: np.ndarray, y: Sequence[Any], groups: Sequence[Any], target: str,
+def _probe(store: Any, rows: Bool[np.ndarray, " n"], y: Sequence[Any], groups: Sequence[Any], target: str,
            config: ProbeConfig) -> ProbeResult:
     """Mass-mean probes of ``target`` on the O run and the H runs of the store's ``rows``."""
     idx = torch.as_tensor(np.nonzero(rows)[0])
@@ -93,7 +94,7 @@ class Transfer:
         return "control task", self.control_task
 
 
-def subset_transfer(result: ProbeResult, keep: np.ndarray, groups: Sequence[Any], *, seed: int,
+def subset_transfer(result: ProbeResult, keep: Bool[np.ndarray, " n"], groups: Sequence[Any], *, seed: int,
                     n_boot: int) -> Transfer:
     """O→H (``h_last``) transfer on the items ``keep``: the layer is chosen on one half of them
     (:func:`~innerprobe.core.stats.select_and_estimate`); on the other half, at that layer, the
