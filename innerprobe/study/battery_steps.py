@@ -1,7 +1,9 @@
 """Per-experiment adapters of the battery: each turns one library stage into Evidence rows.
 
 A step is ``step(ctx) -> list[Evidence]``; :class:`StepContext` carries the config, the item
-count and the loaded model. Experiments without an adapter yet return an explicit "not run" row
+count and the loaded model. E3 lives in :mod:`~innerprobe.study.steps_probes`, E6-E8 in
+:mod:`~innerprobe.study.steps_interventions`; they share one activation store of the model's own
+answers (:mod:`~innerprobe.study.steps_store`). Experiments without an adapter yet return an explicit "not run" row
 saying so (never a fabricated number).
 """
 
@@ -16,6 +18,8 @@ from innerprobe.protocol.prompts import PromptSpec
 from innerprobe.protocol.tasks import load_items
 from innerprobe.study.evidence import Evidence, not_run
 from innerprobe.study.step_context import StepContext
+from innerprobe.study.steps_interventions import e6_ablation, e7_steering, e8_injection
+from innerprobe.study.steps_probes import e3_probe_transfer
 
 
 def e1_behaviour(ctx: StepContext) -> list[Evidence]:
@@ -72,13 +76,13 @@ def e3b_not_run(ctx: StepContext) -> list[Evidence]:
 STEPS: dict[str, Callable[[StepContext], list[Evidence]]] = {
     "E1": e1_behaviour,
     "E2": e2_lens,
-    "E3": missing_adapter("E3", "O->H probe transfer"),
+    "E3": e3_probe_transfer,
     "E3b": e3b_not_run,
     "E4": missing_adapter("E4", "patching maps"),
     "E5": missing_adapter("E5", "O->H transplant"),
-    "E6": missing_adapter("E6", "answer-subspace ablation"),
-    "E7": missing_adapter("E7", "behaviour shift by steering"),
-    "E8": missing_adapter("E8", "concept injection"),
+    "E6": e6_ablation,
+    "E7": e7_steering,
+    "E8": e8_injection,
 }
 
 __all__ = ["STEPS", "StepContext", "e1_behaviour", "missing_adapter"]
