@@ -115,3 +115,11 @@ def test_read_rows_fills_supports() -> None:
 def test_bad_config_value_names_the_field() -> None:
     with pytest.raises(DataError, match="min_n"):
         DecisionConfig(min_n=0)
+
+
+def test_a_secondary_row_is_read_but_supports_no_hypothesis() -> None:
+    check = Evidence("E7", "steering moves O", "O moved", est(0.9, 0.8, 0.95), est(0.1, 0.1, 0.1), 100,
+                     primary=False)
+    (read,) = read_rows([check])
+    assert read.supports == "inconclusive" and "positive" in read.why and read.why.startswith("secondary")
+    assert "E7" not in decide([check]).readings

@@ -89,10 +89,18 @@ _NEGATIVE_SUPPORTS = {"E3": "privileged", "E6": "privileged"}
 
 
 def read_rows(rows: Sequence[Evidence], config: DecisionConfig = DecisionConfig()) -> list[Evidence]:
-    """Each row with ``supports`` and ``why`` filled in by :func:`reading`."""
+    """Each row with ``supports`` and ``why`` filled in by :func:`reading`.
+
+    A secondary row (``primary=False``: a harness check such as "steering moves O's answer", a
+    third-person framing) is read and its reading reported, but it supports no hypothesis: it is
+    not voted, and labelling it with its experiment's hypothesis would misstate what it shows.
+    """
     out = []
     for ev in rows:
         r, why = reading(ev, config)
+        if not ev.primary:
+            out.append(ev.with_reading("inconclusive", f"secondary (not voted); {r}: {why}"))
+            continue
         if r == POSITIVE:
             sup = _POSITIVE_SUPPORTS[ev.experiment]
         elif r == NEGATIVE:
