@@ -9,9 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from innerprobe.activations.writer import StoreWriter
+from innerprobe.cli.app import app
 from innerprobe.core.errors import DataError, UnknownNameError
+from innerprobe.core.html import read_json_block
 from innerprobe.probes.peer import run_peer_probes
 from innerprobe.probes.peer_config import PeerProbeConfig, match_layers
 from innerprobe.probes.peer_result import PeerProbeResult
@@ -120,3 +123,18 @@ def test_save_load_round_trip(tmp_path):
     fig = back.figure()
     assert {tr.name for tr in fig.data} >= {"self", "peer", "shuffled_self", "majority"}
     assert "measure" in back.summary.table and "gap_disagree" in set(back.summary.table.measure)
+
+
+def test_cli_writes_result_and_page(tmp_path):
+    _pair(tmp_path, self_signal=4.0, peer_signal=4.0)
+    out = tmp_path / "pp"
+    args = ["peer-probe", "--store", str(tmp_path / "self"), "--peer-store", str(tmp_path / "peer"), "--out", str(out),
+            "--n-boot", "200", "--depths", "0.5,1.0"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    res = PeerProbeResult.load(out)
+    assert res.summary.gap_disagree.ci_low > 0 and [q.self_layer for q in res.pairs] == [3, 7]
+    data = read_json_block(out / "peer_probe.html")
+    assert data["summary"]["gap_disagree"]["value"] == pytest.approx(res.summary.gap_disagree.value)
+    bad = CliRunner().invoke(app, [*args[:5], "--out", str(tmp_path / "bad"), "--target", "nope"])
+    assert bad.exit_code == 2 and "answer_property" in bad.output

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -27,11 +28,18 @@ import plotly.graph_objects as go
 from jaxtyping import Bool
 from plotly.subplots import make_subplots
 
-from innerprobe.core.result import Result, Summary
-from innerprobe.core.stats import Estimate, PairedDiff, paired_bootstrap_diff, proportion, split_halves
+from innerprobe.core.html import HtmlPage
+from innerprobe.core.result import Result, Summary, encode
+from innerprobe.core.stats import (
+    Estimate,
+    PairedDiff,
+    paired_bootstrap_diff,
+    proportion,
+    split_halves,
+)
 from innerprobe.probes.peer_config import LayerPair, PeerProbeConfig
 
-__all__ = ["SUBSETS", "PROBE_ROWS", "PeerProbeSummary", "PeerProbeResult", "peer_table", "summarise_peer"]
+__all__ = ["SUBSETS", "PROBE_ROWS", "PeerProbeSummary", "PeerProbeResult", "peer_page", "peer_table", "summarise_peer"]
 
 SUBSETS = ("all", "disagree", "agree")
 PROBE_ROWS = ("self", "peer", "shuffled_self", "shuffled_peer", "majority")
@@ -229,3 +237,24 @@ class PeerProbeResult(Result):
         s = self.summary
         return peer_figure(self.table, f"self vs peer probes · {self.target} · {s.n_items} items, "
                                        f"{s.n_disagree} disagreement")
+
+
+def peer_page(result: PeerProbeResult) -> HtmlPage:
+    """A self-contained page: the headline (selected layer, split B), the figure, the per-layer
+    table, the config and provenance, and every number as a JSON block."""
+    s = result.summary
+    page = HtmlPage(f"Self vs peer probes: {result.target}")
+    page.text(f"{s.n_items} items, {s.n_classes} classes, {s.n_disagree} where the peer behaves differently "
+              f"(agreement {s.agreement}). Best layer {s.best_layer} (depth {s.best_depth:.2f}; peer layer "
+              f"{s.best_peer_layer}): {s.selection}.")
+    page.heading("Summary")
+    page.table(s.table, caption="self − peer gaps: paired bootstrap CI; accuracies: Wilson; on split B")
+    page.figure(result.figure(), caption="held-out accuracy by relative depth (every item of each subset)")
+    page.heading("Per layer")
+    page.table(result.table.drop(columns=["method"]), caption="every layer on every item of its subset")
+    page.heading("Config and provenance")
+    page.preformatted(json.dumps(encode({"config": result.config, "provenance": result.provenance}), indent=2,
+                                 default=str))
+    page.json_block(encode({"summary": s, "table": result.table.to_dict(orient="records"),
+                            "config": result.config}))
+    return page
