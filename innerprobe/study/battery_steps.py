@@ -16,6 +16,7 @@ from innerprobe.protocol.prompts import PromptSpec
 from innerprobe.protocol.tasks import load_items
 from innerprobe.study.evidence import Evidence, not_run
 from innerprobe.study.step_context import StepContext
+from innerprobe.study.steps_peer import e3b_peer_probes
 
 
 def e1_behaviour(ctx: StepContext) -> list[Evidence]:
@@ -73,7 +74,7 @@ STEPS: dict[str, Callable[[StepContext], list[Evidence]]] = {
     "E1": e1_behaviour,
     "E2": e2_lens,
     "E3": missing_adapter("E3", "O->H probe transfer"),
-    "E3b": e3b_not_run,
+    "E3b": e3b_peer_probes,
     "E4": missing_adapter("E4", "patching maps"),
     "E5": missing_adapter("E5", "O->H transplant"),
     "E6": missing_adapter("E6", "answer-subspace ablation"),
