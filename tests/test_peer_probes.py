@@ -18,6 +18,10 @@ from innerprobe.core.html import read_json_block
 from innerprobe.probes.peer import run_peer_probes
 from innerprobe.probes.peer_config import PeerProbeConfig, match_layers
 from innerprobe.probes.peer_result import PeerProbeResult
+from innerprobe.protocol.tasks import load_items
+from innerprobe.study import steps_peer
+from innerprobe.study.battery_config import BatteryConfig
+from innerprobe.study.step_context import StepContext
 
 N, CLASSES = 150, ("a", "b", "c")
 CFG = PeerProbeConfig(target="answer_property", n_boot=300, min_items=20)
@@ -138,3 +142,30 @@ def test_cli_writes_result_and_page(tmp_path):
     assert data["summary"]["gap_disagree"]["value"] == pytest.approx(res.summary.gap_disagree.value)
     bad = CliRunner().invoke(app, [*args[:5], "--out", str(tmp_path / "bad"), "--target", "nope"])
     assert bad.exit_code == 2 and "answer_property" in bad.output
+
+
+def test_battery_step_without_peer_package_says_why(monkeypatch, tmp_path):
+    monkeypatch.setattr(steps_peer, "PEER_PACKAGE", "no_such_peer_package")
+    rows = steps_peer.e3b_peer_probes(StepContext(BatteryConfig(model="tiny-random"), 12, work_dir=tmp_path))
+    assert len(rows) == 1 and not rows[0].ran and rows[0].experiment == "E3b"
+    assert "gemma-3-270m not installed" in rows[0].why
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_smollm2_as_its_own_peer_has_no_gap(smol, tmp_path):
+    """Real weights through the battery's capture path: a model is its own perfect peer."""
+    ctx = StepContext(BatteryConfig(), 24, work_dir=tmp_path)
+    items = load_items("animals", n=24, split="train", seed=0)
+    store = steps_peer.cached_store(smol, "smollm2-135m-instruct", items, ctx, tmp_path / "self")
+    assert store.layers == [5, 11, 17, 23, 29] and store.complete
+    with pytest.MonkeyPatch.context() as mp:  # a complete store is reused: no second elicitation
+        mp.setattr(steps_peer, "elicit_object", lambda *a, **k: pytest.fail("store was not reused"))
+        again = steps_peer.cached_store(smol, "smollm2-135m-instruct", items, ctx, tmp_path / "self")
+    assert again.manifest == store.manifest
+    cfg = PeerProbeConfig(folds=2, min_count=2, min_items=4, n_boot=200, depths=(0.6, 1.0))
+    res = run_peer_probes(store, store, cfg)
+    s = res.summary
+    assert s.n_disagree == 0 and s.gap_disagree is None
+    assert s.gap_all.value == 0 and s.gap_all.ci_low == 0 == s.gap_all.ci_high
+    assert [q.peer_layer for q in res.pairs] == [q.self_layer for q in res.pairs] == [17, 29]
