@@ -22,6 +22,7 @@ from innerprobe.cli import (
     lens,
     listing,
     patch,
+    peer_probe,
     probe,
     report,
     run,
@@ -53,8 +54,8 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
     hf_logging.set_verbosity_error()
 
 
-for _verbs in (run, behave, listing, capture, probe, patch, lens, steer, ablate, inject, finetune, selftrain, sweep,
-               report):
+for _verbs in (run, behave, listing, capture, probe, peer_probe, patch, lens, steer, ablate, inject, finetune, selftrain,
+               sweep, report):
     _verbs.register(app)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,6 +44,7 @@ STAGE_FILES: dict[str, tuple[str, ...]] = {
     "inject": ("conditions.parquet",),
     "selftrain": ("selftrain_config.json",),
     "sweep": ("sweep.json",),
+    "peer_probe": ("peer_probe.html",),
 }
 
 

@@ -15,6 +15,8 @@ One concept a module, in the order a probe run uses them::
     result      ProbeResult (table, summary, figure, save/load) and ProbeSummary
     run         run_probes: every run × layer × probe × control, and O ↔ H transfer
     store       probe_store: the same, read from an activation store
+    peer_config | peer_result | peer    self-vs-peer probes (E3b): the self model's behaviour
+                read from its own activations vs a peer's, on all and on disagreement items
     synthetic   residual-stream-like activations for tests and benchmarks
 
     from innerprobe.probes import ProbeConfig, probe_store
@@ -41,6 +43,9 @@ from innerprobe.probes.labels import Labels, check_activations, encode_labels
 from innerprobe.probes.linear import LinearProbe, heldout_predictions
 from innerprobe.probes.logistic import fit_logistic
 from innerprobe.probes.mass_mean import fit_mass_mean
+from innerprobe.probes.peer import run_peer_probes
+from innerprobe.probes.peer_config import PeerProbeConfig
+from innerprobe.probes.peer_result import PeerProbeResult, PeerProbeSummary
 from innerprobe.probes.reference import sklearn_logistic_oof, sklearn_ridge_oof
 from innerprobe.probes.result import BestLayer, ProbeResult, ProbeSummary
 from innerprobe.probes.ridge import fit_ridge
@@ -77,6 +82,10 @@ __all__ = [
     "majority_oof",
     "random_projection",
     "run_probes",
+    "run_peer_probes",
+    "PeerProbeConfig",
+    "PeerProbeResult",
+    "PeerProbeSummary",
     "probe_store",
     "run_name",
     "split_name",

@@ -48,7 +48,7 @@ from innerprobe.probes.table import Progress, correct_key, run_kind, tabulate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_probes"]
+__all__ = ["fit_probe", "run_probes"]
 
 
 def _check_inputs(
@@ -76,10 +76,12 @@ def _check_inputs(
     return out
 
 
-def _fit(
+def fit_probe(
     probe: str, x: Float[Tensor, "layer n d"], y: Int[Tensor, " n"], w: Float[Tensor, "fold n"], n_cls: int,
     cfg: ProbeConfig,
 ) -> LinearProbe:
+    """Fit one probe family on every (layer, fold) at once: ``w`` rows are the folds' training
+    indicators (:func:`~innerprobe.probes.folds.fold_weights`), ``cfg`` its hyper-parameters."""
     if probe == "logistic":
         return fit_logistic(x, y, w, n_cls, C=cfg.C, max_iter=cfg.max_iter, tol=cfg.tol)
     if probe == "ridge":
@@ -152,7 +154,7 @@ def run_probes(
                     x = x if rows is everyone else x[:, r_dev]
                     return random_projection(x, max(1, n_cls - 1), config.seed) if view == "random_proj" else x
 
-                fitted = _fit(probe, prepare(xs[src]), torch.as_tensor(lab, device=dev), w_v, n_view, config)
+                fitted = fit_probe(probe, prepare(xs[src]), torch.as_tensor(lab, device=dev), w_v, n_view, config)
                 if view == "task":
                     directions[f"{probe}/{src}"] = fitted.directions().cpu()
                 for tgt in names:

@@ -19,6 +19,7 @@ from innerprobe.protocol.tasks import load_items
 from innerprobe.study.evidence import Evidence, not_run
 from innerprobe.study.step_context import StepContext
 from innerprobe.study.steps_interventions import e6_ablation, e7_steering, e8_injection
+from innerprobe.study.steps_peer import e3b_peer_probes
 from innerprobe.study.steps_probes import e3_probe_transfer
 
 
@@ -68,16 +69,11 @@ def missing_adapter(experiment: str, sub: str) -> Callable[[StepContext], list[E
     return step
 
 
-def e3b_not_run(ctx: StepContext) -> list[Evidence]:
-    return [not_run("E3b", "self vs peer probes", "innerprobe.probes.peer has not landed on this branch",
-                    model=ctx.role)]
-
-
 STEPS: dict[str, Callable[[StepContext], list[Evidence]]] = {
     "E1": e1_behaviour,
     "E2": e2_lens,
     "E3": e3_probe_transfer,
-    "E3b": e3b_not_run,
+    "E3b": e3b_peer_probes,
     "E4": missing_adapter("E4", "patching maps"),
     "E5": missing_adapter("E5", "O->H transplant"),
     "E6": e6_ablation,
