@@ -98,3 +98,16 @@ def test_last_layer_lens_is_the_models_own_prediction(smol):
     stream = residual_stream(smol, [by_id[res.items["item_id"][0]].input_ids])[0]
     mid = logit_lens(smol, stream[10, -1])[int(res.items["answer_id"][0])]
     assert res.logprobs[0, 10, last, 0] == pytest.approx(float(mid), abs=1e-3)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_short_answer_budget_gives_the_same_targets_as_the_tasks_budget(smol):
+    """The trace reads the answer's first word and the property off the response's start: the
+    short greedy budget (the default) must find the same targets as the task's full one."""
+    items = load_items("animals", n=6, split="test", seed=1)
+    short = lens_trace(smol, items, "second_character", LensTraceConfig(n_boot=50))
+    full = lens_trace(smol, items, "second_character", LensTraceConfig(n_boot=50, answer_tokens=None))
+    cols = ["item_id", "answer", "answer_id", "property_id"]
+    assert len(short.items) >= 4
+    assert short.items[cols].equals(full.items[cols])

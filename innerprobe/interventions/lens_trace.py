@@ -70,6 +70,12 @@ class LensTraceConfig:
         top_k: a target has emerged at a layer where its rank is below ``top_k``...
         persist: ...and stays below it for this many consecutive layers (fewer at the end).
         batch_size: prompts per forward (object answers and residual streams).
+        answer_tokens: greedy tokens of the object answer (None: the task's own budget, 48 for
+            the sequence tasks). The trace needs only the answer's first vocabulary word and
+            the property read off the response's start; greedy decoding is deterministic, so a
+            budget that reaches that word gives the same targets, at half the cost. 12 tokens is
+            too few: SmolLM2 sometimes writes "1 the next 5 animals in the text are cow ..."
+            and the first animal arrives after a dozen tokens.
         n_boot, seed: bootstrap of the layer gaps (and the items' seed).
         spec: prompt wording, as in :class:`~innerprobe.behavior.config.BehaviorConfig`.
     """
@@ -77,13 +83,16 @@ class LensTraceConfig:
     positions: tuple[str, ...] = POSITIONS
     top_k: int = 10
     persist: int = 3
-    batch_size: int = 8
+    batch_size: int = 16
     n_boot: int = 2000
     seed: int = 0
     spec: PromptSpec = PromptSpec()
+    answer_tokens: int | None = 24
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "positions", tuple(self.positions))
+        if self.answer_tokens is not None:
+            check_at_least("LensTraceConfig.answer_tokens", self.answer_tokens, 1)
         if not self.positions:
             raise DataError(f"no positions to read; choose from {', '.join(POSITIONS)}")
         for p in self.positions:
@@ -327,8 +336,9 @@ def lens_trace(
     """
     prop = get_property(prop) if isinstance(prop, str) else prop
     ds = as_items(items, seed=config.seed)
+    budget = {} if config.answer_tokens is None else {"object_max_new_tokens": config.answer_tokens}
     behavior = elicit_object(model, ds, prop, BehaviorConfig(spec=config.spec, batch_size=config.batch_size,
-                                                             seed=config.seed))
+                                                             seed=config.seed, **budget))
     cols = answer_columns(behavior, prop, items_vocabulary(ds))
     h_prompts = build_hypotheticals(model, ds, prop, config.spec)
     dropped: Counter = Counter()
