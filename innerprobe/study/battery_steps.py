@@ -16,6 +16,7 @@ from innerprobe.protocol.prompts import PromptSpec
 from innerprobe.protocol.tasks import load_items
 from innerprobe.study.evidence import Evidence, not_run
 from innerprobe.study.step_context import StepContext
+from innerprobe.study.steps_patching import e4_patching_maps, e5_transplant
 
 
 def e1_behaviour(ctx: StepContext) -> list[Evidence]:
@@ -74,8 +75,8 @@ STEPS: dict[str, Callable[[StepContext], list[Evidence]]] = {
     "E2": e2_lens,
     "E3": missing_adapter("E3", "O->H probe transfer"),
     "E3b": e3b_not_run,
-    "E4": missing_adapter("E4", "patching maps"),
-    "E5": missing_adapter("E5", "O->H transplant"),
+    "E4": e4_patching_maps,
+    "E5": e5_transplant,
     "E6": missing_adapter("E6", "answer-subspace ablation"),
     "E7": missing_adapter("E7", "behaviour shift by steering"),
     "E8": missing_adapter("E8", "concept injection"),
