@@ -51,7 +51,7 @@ def m1_dir(config: BatteryConfig, base: LoadedModel) -> Path:
     return cache_dir("battery_m1") / f"{config.m1_digest()}-{base.fingerprint.weights_sha256[:12]}"
 
 
-def test_questions(config: BatteryConfig) -> set[str]:
+def measured_questions(config: BatteryConfig) -> set[str]:
     """Questions of every test item a battery step of ``config`` draws."""
     n = max(config.n_items, config.quick_n_items, config.patch_items)
     return set(load_items(config.task, n=n, split="test", seed=config.seed)["question"])
@@ -63,7 +63,7 @@ def train_items(config: BatteryConfig) -> tuple[Dataset, int]:
     Returns the items and how many were dropped.
     """
     items = load_items(config.task, n=config.m1_train_items, split="train", seed=config.seed)
-    test = test_questions(config)
+    test = measured_questions(config)
     keep = [i for i, q in enumerate(items["question"]) if q not in test]
     if not keep:
         raise DataError(f"M1: every one of {len(items)} train items of {config.task!r} is also a test item")
@@ -134,5 +134,5 @@ def load_m1(config: BatteryConfig, base: LoadedModel | None = None) -> LoadedMod
     return load_model(out, device=str(base.device))
 
 
-__all__ = ["M1_META", "finetune_config", "load_m1", "m1_dir", "m1_info", "m1_training_data", "test_questions",
+__all__ = ["M1_META", "finetune_config", "load_m1", "m1_dir", "m1_info", "m1_training_data", "measured_questions",
            "train_items", "train_m1"]
