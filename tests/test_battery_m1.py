@@ -11,7 +11,14 @@ import torch
 from innerprobe.study import m1_model
 from innerprobe.study.battery import run_battery
 from innerprobe.study.battery_config import BatteryConfig
-from innerprobe.study.m1_model import M1_META, m1_dir, m1_info, m1_training_data, measured_questions, train_items
+from innerprobe.study.m1_model import (
+    M1_META,
+    m1_dir,
+    m1_info,
+    m1_training_data,
+    measured_questions,
+    train_items,
+)
 from innerprobe.study.step_context import StepContext
 
 os.environ.setdefault("TQDM_DISABLE", "1")

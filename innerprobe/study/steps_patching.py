@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from jaxtyping import Float
@@ -49,10 +50,17 @@ E4_SUB, E5_SUB = "O vs H patching maps", "O->H transplant"
 
 
 def patch_config(ctx: StepContext) -> PatchStudyConfig:
-    """The patching study of the battery's settings (no control-pair map: E4 does not read it)."""
+    """The patching study of the battery's settings.
+
+    Only what E4 and E5 read is computed: no control-pair map, and the maps patch
+    ``resid_post`` (the residual leaving layer ``l``), on which the study runs no attribution
+    patching (AtP is triage on ``resid_pre``; the battery reads exact maps only). The transplant
+    writes ``resid_pre`` whatever the site.
+    """
     c = ctx.config
     return PatchStudyConfig(
         task=c.task, n_pairs=c.patch_pairs, n_controls=0, n_items=c.patch_items, min_gap=c.patch_min_gap,
+        site="resid_post",
         p_tokens=c.patch_p_tokens, last=c.patch_last, layers=c.patch_layers,
         other_task="animals" if c.task == "colors" else "colors", n_boot=c.n_boot, seed=c.seed,
     )
@@ -62,7 +70,7 @@ def patching_study(ctx: StepContext) -> PatchStudyResult | str:
     """The role's patching study (run once, then shared and saved), or why it could not run."""
     if STUDY in ctx.shared:
         return ctx.shared[STUDY]
-    saved = ctx.work_dir / STUDY if ctx.work_dir is not None else None
+    saved = Path(ctx.work_dir) / STUDY if ctx.work_dir is not None else None
     if saved is not None and (saved / RESULT_JSON).exists():
         got: PatchStudyResult | str = PatchStudyResult.load(saved)
     else:
