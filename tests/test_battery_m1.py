@@ -20,6 +20,7 @@ from innerprobe.study.m1_model import (
     train_items,
 )
 from innerprobe.study.step_context import StepContext
+from innerprobe.study.steps_patching import e4_patching_maps, e5_transplant
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -108,9 +109,17 @@ def test_battery_runs_every_step_for_m_and_m1(trained, tmp_path) -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_m1_on_smollm2_trains_and_predicts(smol, cache) -> None:
-    cfg = BatteryConfig(models=("M", "M1"), m1_steps=4, m1_train_items=24, n_items=20, patch_items=40)
+def test_m1_on_smollm2_trains_once_and_runs_e4_e5(smol, cache, tmp_path) -> None:
+    """Real weights: a 2-step M1 is trained, cached and loaded by a fresh context; E4/E5 run on it."""
+    cfg = BatteryConfig(models=("M", "M1"), m1_steps=2, m1_train_items=8, n_items=20, patch_pairs=4,
+                        patch_items=24, patch_p_tokens=2, patch_last=1, n_boot=100)
     m1 = m1_model.load_m1(cfg, smol)
     info = m1_info(m1_dir(cfg, smol))
-    assert info["steps"] == 4 and info["n_rows"] >= 8 and info["n_dropped_shared_with_test"] >= 0
+    assert info["steps"] == 2 and info["n_rows"] >= 4 and info["first_loss"] > 0
     assert m1.fingerprint.weights_sha256 != smol.fingerprint.weights_sha256
+    ctx = StepContext(cfg, 20, "M1", work_dir=tmp_path)
+    assert ctx.model.fingerprint.weights_sha256 == m1.fingerprint.weights_sha256  # from the cache
+    e4, e5 = e4_patching_maps(ctx), e5_transplant(ctx)
+    assert e4[0].model == e5[0].model == "M1"
+    assert e4[0].effect is not None and e4[0].effect.value > e4[0].control.value  # O and H maps share structure
+    assert e5[0].effect is not None and e5[0].n >= 2

@@ -34,10 +34,10 @@ class BatteryConfig:
         m1_rank, m1_lr: LoRA rank and peak learning rate of M1.
         patch_pairs: minimal pairs of E4/E5 (the decision rule reads rows on >= ``min_n`` items).
         patch_items: test items searched for those pairs.
-        patch_layers: layers patched (``"all"``, ``"0,5,9"`` or a slice such as ``"::6"``).
+        patch_layers: layers patched (``"all"``, ``"0,5,9"`` or a slice such as ``"::8"``).
         patch_p_tokens, patch_last: P tokens and last prompt tokens patched besides the word.
         patch_min_gap: the pairs' logit-difference gap filter.
-        transplant_from: E5 reads the transplant at layers from this fraction of the depth on
+        transplant_from: E5 transplants at the patched layers from this fraction of the depth on
             (at the first layers the O residual at the word is its token embedding, so a
             transplant there just rewrites H's input).
         batch_size, n_boot, seed: passed to every stage.
@@ -57,7 +57,7 @@ class BatteryConfig:
     m1_lr: float = 1e-3
     patch_pairs: int = 20
     patch_items: int = 200
-    patch_layers: str = "::6"
+    patch_layers: str = "::8"
     patch_p_tokens: int = 3
     patch_last: int = 1
     patch_min_gap: float = 0.5

@@ -18,7 +18,7 @@ range over permutations). Unit: ``recovery`` (r of recovery maps; ``min_recovery
 **E5 — does H read O's state?** Writing O(P_B)'s residual into H(P_A)'s quote should move H's
 prediction toward P_B's property if H consumes the object-level answer state. The effect is,
 per pair, the shift (``logit[donor label] − logit[own label]``, in logits) averaged over the
-patched layers from ``transplant_from`` of the depth on (at the first layers the word's residual
+patched layers from ``transplant_from`` of the depth on (the study transplants there only; at the first layers the word's residual
 is its token embedding, so a transplant there rewrites H's input, which says nothing), minus the
 same shift from a control donor, bootstrapped over pairs (paired). The primary control is the
 object prompt of another task (real activations, wrong content); the norm-matched random vector
@@ -40,7 +40,12 @@ from innerprobe.core.errors import DataError
 from innerprobe.core.io import atomic_dir
 from innerprobe.core.result import RESULT_JSON
 from innerprobe.core.stats import Estimate, paired_bootstrap_diff
-from innerprobe.patching.study import PatchStudyConfig, PatchStudyResult, run_patching_study
+from innerprobe.patching.study import (
+    PatchStudyConfig,
+    PatchStudyResult,
+    parse_layers,
+    run_patching_study,
+)
 from innerprobe.study.evidence import Evidence, not_run
 from innerprobe.study.step_context import StepContext
 
@@ -50,18 +55,22 @@ E4_SUB, E5_SUB = "O vs H patching maps", "O->H transplant"
 
 
 def patch_config(ctx: StepContext) -> PatchStudyConfig:
-    """The patching study of the battery's settings.
+    """The patching study of the battery's settings: only what E4 and E5 read is computed.
 
-    Only what E4 and E5 read is computed: no control-pair map, and the maps patch
-    ``resid_post`` (the residual leaving layer ``l``), on which the study runs no attribution
-    patching (AtP is triage on ``resid_pre``; the battery reads exact maps only). The transplant
-    writes ``resid_pre`` whatever the site.
+    No control-pair map; the maps patch ``resid_post`` (the residual leaving layer ``l``), on
+    which the study runs no attribution patching (AtP is triage on ``resid_pre``; the battery
+    reads exact maps only); the transplant (which writes ``resid_pre``) runs only at the layers
+    E5 reads (:func:`late_layers`); the greedy decode that records each pair's greedy answer is
+    6 tokens (the first answer word), not behaviour's 24.
     """
     c = ctx.config
+    n_layers = int(ctx.model.fingerprint.n_layers)
+    layers = parse_layers(c.patch_layers, n_layers)
+    late = [layers[i] for i in late_layers(layers, n_layers, c.transplant_from)]
     return PatchStudyConfig(
         task=c.task, n_pairs=c.patch_pairs, n_controls=0, n_items=c.patch_items, min_gap=c.patch_min_gap,
-        site="resid_post",
-        p_tokens=c.patch_p_tokens, last=c.patch_last, layers=c.patch_layers,
+        site="resid_post", p_tokens=c.patch_p_tokens, last=c.patch_last, layers=c.patch_layers,
+        transplant_layers=",".join(map(str, late)), greedy_max_new_tokens=6,
         other_task="animals" if c.task == "colors" else "colors", n_boot=c.n_boot, seed=c.seed,
     )
 
