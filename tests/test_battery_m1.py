@@ -111,8 +111,8 @@ def test_battery_runs_every_step_for_m_and_m1(trained, tmp_path) -> None:
 @pytest.mark.slow
 def test_m1_on_smollm2_trains_once_and_runs_e4_e5(smol, cache, tmp_path) -> None:
     """Real weights: a 2-step M1 is trained, cached and loaded by a fresh context; E4/E5 run on it."""
-    cfg = BatteryConfig(models=("M", "M1"), m1_steps=2, m1_train_items=8, n_items=20, patch_pairs=4,
-                        patch_items=24, patch_p_tokens=2, patch_last=1, n_boot=100)
+    cfg = BatteryConfig(models=("M", "M1"), m1_steps=2, m1_train_items=8, n_items=20, patch_pairs=3, patch_layers="::10",
+                        patch_items=16, patch_p_tokens=2, patch_last=1, n_boot=100)
     m1 = m1_model.load_m1(cfg, smol)
     info = m1_info(m1_dir(cfg, smol))
     assert info["steps"] == 2 and info["n_rows"] >= 4 and info["first_loss"] > 0
