@@ -138,7 +138,8 @@ def run_patching_study(
     layers = parse_layers(config.layers, stack.n_layers)
     log.info("building minimal pairs from %d %s items", len(ds), task)
     ps = build_pairs(m, task, prop, items=ds, n_pairs=config.n_pairs, n_controls=config.n_controls,
-                     min_gap=config.min_gap, gap_rule=config.gap_rule, spec=config.spec, seed=config.seed)
+                     min_gap=config.min_gap, gap_rule=config.gap_rule, spec=config.spec, seed=config.seed,
+                     greedy_max_new_tokens=config.greedy_max_new_tokens)
     clock.tick("pairs")
     maps = _maps(m, stack, ps, layers, config, progress, clock)
     h_atp = agreement = None
@@ -149,8 +150,9 @@ def run_patching_study(
         agreement = h_atp.agreement(maps["h_map"], seed=config.seed)
         clock.tick("h_atp")
     other = other_ds if other_ds is not None else as_items(other_source, n=len(ps.pairs), split="test", seed=config.seed)
+    tr_layers = layers if config.transplant_layers is None else parse_layers(config.transplant_layers, stack.n_layers)
     tr, n_word_left_out = _transplant(m, stack, ps, other.select(range(min(len(ps.pairs), len(other)))),
-                                      layers, config)
+                                      tr_layers, config)
     clock.tick("transplant")
     prov = provenance(
         m.fingerprint, seed=config.seed, template_hash=config.spec.template_hash(prop, task), task=task,

@@ -69,6 +69,10 @@ class PatchStudyConfig:
         last: last prompt positions patched.
         layers: ``"all"``, a list ``"0,5,9"`` or a slice ``"0:30:3"`` (checked against the
             model's depth when it is loaded).
+        transplant_layers: layers of the O→H transplant, in the same notation (None: ``layers``).
+        greedy_max_new_tokens: length of the greedy decode that records each pair's greedy
+            answers (:func:`~innerprobe.patching.search.annotate_greedy`; behaviour's default 24,
+            so the decode is shared with a behaviour run; fewer tokens still find a first word).
         other_task: items of the other-task transplant control (a task name or file), unless
             ``run_patching_study`` is given ``other_items``.
         n_boot: bootstrap resamples of every interval.
@@ -87,6 +91,8 @@ class PatchStudyConfig:
     p_tokens: int = 8
     last: int = 6
     layers: str | None = "all"
+    transplant_layers: str | None = None
+    greedy_max_new_tokens: int = 24
     other_task: str = "colors"
     n_boot: int = 2000
     seed: int = 0
@@ -104,8 +110,10 @@ class PatchStudyConfig:
         check_at_least("PatchStudyConfig.n_boot", self.n_boot, 1)
         if not math.isfinite(self.min_gap):
             raise DataError(f"PatchStudyConfig.min_gap must be a finite number, got {self.min_gap}")
-        if self.layers is not None and self.layers.strip() not in ("", "all"):
-            _layer_selection(self.layers)
+        check_at_least("PatchStudyConfig.greedy_max_new_tokens", self.greedy_max_new_tokens, 1)
+        for layer_spec in (self.layers, self.transplant_layers):
+            if layer_spec is not None and layer_spec.strip() not in ("", "all"):
+                _layer_selection(layer_spec)
         if self.task is not None:
             check_pair_task(self.task)
         load_items(self.other_task, n=1)  # a name that loads: the control's items exist

@@ -2,7 +2,9 @@
 
 Each (model role, experiment) writes ``out_dir/<role>/<experiment>/evidence.json`` through an
 atomic directory; a rerun into the same ``out_dir`` reads finished experiments back instead of
-running them again, so an interrupted battery resumes from its finished experiments. The rows
+running them again, so an interrupted battery resumes from its finished experiments. Every
+role (``M``, and ``M1``: M after a short LoRA self-training, see
+:mod:`innerprobe.study.m1_model`) runs every step the same way. The rows
 are then read by the decision rule (:mod:`innerprobe.study.decision`) into one verdict per model.
 """
 
@@ -21,7 +23,7 @@ from innerprobe.study.battery_config import BatteryConfig
 from innerprobe.study.battery_result import BatteryResult, BatterySummary
 from innerprobe.study.battery_steps import STEPS
 from innerprobe.study.decision import decide, read_rows
-from innerprobe.study.evidence import Evidence, not_run
+from innerprobe.study.evidence import Evidence
 from innerprobe.study.step_context import StepContext
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,6 @@ def run_battery(
             if done.exists():
                 got = _load_rows(done)
                 seconds[f"{role}/{exp}"] = float(read_json(done).get("seconds", 0.0))
-            elif role == "M1":
-                got = [not_run(exp, "M1", "M1 (LoRA self-training) is not wired into the battery yet", model="M1")]
             elif exp not in steps:
                 raise DataError(f"no battery step for {exp}; steps: {', '.join(steps)}")
             else:

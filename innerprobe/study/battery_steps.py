@@ -19,6 +19,7 @@ from innerprobe.protocol.tasks import load_items
 from innerprobe.study.evidence import Evidence, not_run
 from innerprobe.study.step_context import StepContext
 from innerprobe.study.steps_interventions import e6_ablation, e7_steering, e8_injection
+from innerprobe.study.steps_patching import e4_patching_maps, e5_transplant
 from innerprobe.study.steps_peer import e3b_peer_probes
 from innerprobe.study.steps_probes import e3_probe_transfer
 
@@ -74,8 +75,8 @@ STEPS: dict[str, Callable[[StepContext], list[Evidence]]] = {
     "E2": e2_lens,
     "E3": e3_probe_transfer,
     "E3b": e3b_peer_probes,
-    "E4": missing_adapter("E4", "patching maps"),
-    "E5": missing_adapter("E5", "O->H transplant"),
+    "E4": e4_patching_maps,
+    "E5": e5_transplant,
     "E6": e6_ablation,
     "E7": e7_steering,
     "E8": e8_injection,

@@ -4,6 +4,10 @@ Steps share expensive inputs through it: the model is loaded once per role, and 
 needs an activation store (E3, E3b, E6, E7) writes it under ``work_dir`` (the role's folder of the
 battery's output) so that the next step, and a resumed battery, reuse it. ``shared`` holds
 in-memory objects (a store, a peer model) for the rest of the run.
+
+For role ``M1`` the model is M after the battery's short LoRA self-training
+(:func:`~innerprobe.study.m1_model.load_m1`): trained once, cached, and loaded from the cache by
+every later context; a step never needs to know which role it runs for.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 from innerprobe.models.load import load_model
 from innerprobe.study.battery_config import BatteryConfig
+from innerprobe.study.m1_model import load_m1
 
 
 @dataclass
@@ -38,8 +43,9 @@ class StepContext:
 
     @property
     def model(self) -> Any:
+        """The role's model, loaded on first use: M (``config.model``) or M1 (trained once, cached)."""
         if self._model is None:
-            self._model = load_model(self.config.model)
+            self._model = load_m1(self.config) if self.role == "M1" else load_model(self.config.model)
         return self._model
 
 
