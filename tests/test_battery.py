@@ -26,7 +26,7 @@ def _fake_steps(calls: list[str]) -> dict:
     return {e: make(e) for e in ("E1", "E2", "E3", "E5", "E6")}
 
 
-CFG = BatteryConfig(experiments=("E1", "E2", "E3", "E5", "E6"), n_items=30, n_boot=100)
+CFG = BatteryConfig(experiments=("E1", "E2", "E3", "E5", "E6"), n_items=30, n_boot=100, models=("M",))
 
 
 def test_resume_skips_finished_experiments(tmp_path: Path) -> None:
@@ -97,3 +97,9 @@ def test_tiny_model_end_to_end(tmp_path: Path) -> None:
     assert len(e2) >= 1
     assert (e2["effect"].notna() | e2["why"].str.contains("could not score")).all()
     assert result.summary.verdicts[0].hypothesis == "inconclusive"
+
+
+def test_the_default_config_is_the_default_study() -> None:
+    """`innerprobe run` with no --config runs what experiments/default_study.toml says."""
+    assert load_battery_config(Path(__file__).parents[1] / "experiments" / "default_study.toml") == BatteryConfig()
+    assert BatteryConfig().models == ("M", "M1")

@@ -50,7 +50,7 @@ class BatteryConfig:
     n_items: int = 60
     quick_n_items: int = 20
     experiments: tuple[str, ...] = EXPERIMENTS
-    models: tuple[str, ...] = ("M",)
+    models: tuple[str, ...] = ("M", "M1")
     m1_steps: int = 40
     m1_train_items: int = 80
     m1_rank: int = 8
