@@ -6,8 +6,10 @@ Ray is the common engine for Python ML sweeps; innerprobe uses it rather than it
 * connects to a running cluster (``address="ray://host:10001"`` or ``"auto"``) or, with no
   address and no Ray already initialised, starts a local one (``ray.init(num_cpus=...)``, no
   dashboard) and shuts it down afterwards;
-* starts **one actor per model** (per resource shape; ``actors_per_model`` to have more), which
-  loads its model once and runs every cell of that model sent to it: no model reload per cell.
+* starts **model-holding actors**: per model (and resource shape) as many as the cluster's CPUs
+  hold at the cells' CPU request, at most one per cell (``actors_per_model`` to fix the number);
+  each loads its model once and runs every cell of that model sent to it, in turn: no model
+  reload per cell, and the cells of a one-model sweep still run side by side.
   The actor asks Ray for the cell's ``num_cpus`` and ``num_gpus`` (``[experiments.<name>]``
   ``num_cpus = 2``, ``num_gpus = 1``) and loads its model on ``cuda`` when it holds a GPU. It runs
   with as many torch threads as CPUs it holds (Ray also sets ``OMP_NUM_THREADS`` so);
@@ -22,6 +24,7 @@ cluster inherits this process's environment; a remote one needs innerprobe insta
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,12 +66,21 @@ class RayExecutor:
         address: a running cluster's address (``"auto"``, ``"ray://host:10001"``); ``None``
             starts a local cluster unless Ray is already initialised in this process.
         num_cpus: CPUs of a local cluster started here (default: all).
-        actors_per_model: model-holding actors per (model, resource shape).
+        actors_per_model: model-holding actors per (model, resource shape); None: as many as
+            the cluster's CPUs hold at the cells' CPU request, at most one per cell (one actor
+            per model would run a single-model sweep one cell at a time).
     """
 
     address: str | None = None
     num_cpus: int | None = None
-    actors_per_model: int = 1
+    actors_per_model: int | None = None
+
+    def _n_actors(self, cell: Cell, n_cells: int) -> int:
+        if self.actors_per_model is not None:
+            return max(1, self.actors_per_model)
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        fit = int(cpus // cell.num_cpus) if cell.num_cpus > 0 else n_cells
+        return max(1, min(fit, n_cells))
 
     def _init(self) -> bool:
         """Connect or start; True when this call started Ray (and should shut it down)."""
@@ -84,11 +96,12 @@ class RayExecutor:
     def _actors(self, cells: Sequence[Cell]) -> dict[tuple[str, float, float], list[Any]]:
         remote = ray.remote(ModelActor)
         actors: dict[tuple[str, float, float], list[Any]] = {}
+        counts = Counter((c.model, c.num_cpus, c.num_gpus) for c in cells)
         for cell in cells:
             key = (cell.model, cell.num_cpus, cell.num_gpus)
             if key not in actors:
                 opts = remote.options(num_cpus=cell.num_cpus, num_gpus=cell.num_gpus)
-                actors[key] = [opts.remote(cell.num_cpus, cell.num_gpus) for _ in range(self.actors_per_model)]
+                actors[key] = [opts.remote(cell.num_cpus, cell.num_gpus) for _ in range(self._n_actors(cell, counts[key]))]
         return actors
 
     def run(self, cells: Sequence[Cell]) -> Iterator[tuple[Cell, CellOutcome]]:
