@@ -46,6 +46,7 @@ from innerprobe.interventions.injection import run_injection
 from innerprobe.interventions.injection_config import TIMINGS, InjectionConfig, timing_selector
 from innerprobe.interventions.injection_result import InjectionSummary
 from innerprobe.interventions.positions import RowContext
+from innerprobe.interventions.prefix import decoder_layer_list
 from innerprobe.interventions.trials import DETECT, Trial, build_trial, yes_no_ids
 from innerprobe.models.load import load_model
 from innerprobe.models.loaded import LoadedModel
@@ -116,9 +117,9 @@ class DetectorConfig:
 
 
 def decoder_layers(hf_model: Any) -> Any:
-    """The decoder layer list of an HF (or peft-wrapped) causal LM."""
-    base = hf_model.get_base_model() if hasattr(hf_model, "get_base_model") else hf_model
-    return base.model.layers
+    """The decoder layer list of an HF (or peft-wrapped) causal LM (one lookup, shared with
+    :func:`~innerprobe.interventions.prefix.decoder_layer_list`)."""
+    return decoder_layer_list(hf_model)
 
 
 def injection_mask(config: InjectionConfig, trial: Trial, width: int) -> Float[Tensor, " width"]:
