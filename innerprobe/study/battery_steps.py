@@ -61,15 +61,6 @@ def e2_lens(ctx: StepContext) -> list[Evidence]:
     return rows
 
 
-def missing_adapter(experiment: str, sub: str) -> Callable[[StepContext], list[Evidence]]:
-    """A step that reports, explicitly, that the battery has no adapter for ``experiment`` yet."""
-
-    def step(ctx: StepContext) -> list[Evidence]:
-        return [not_run(experiment, sub, "no battery adapter yet; run the stage's own verb", model=ctx.role)]
-
-    return step
-
-
 STEPS: dict[str, Callable[[StepContext], list[Evidence]]] = {
     "E1": e1_behaviour,
     "E2": e2_lens,
@@ -82,4 +73,4 @@ STEPS: dict[str, Callable[[StepContext], list[Evidence]]] = {
     "E8": e8_injection,
 }
 
-__all__ = ["STEPS", "StepContext", "e1_behaviour", "missing_adapter"]
+__all__ = ["STEPS", "StepContext", "e1_behaviour", "e2_lens"]
