@@ -157,11 +157,12 @@ def test_smollm2_as_its_own_peer_has_no_gap(smol, tmp_path):
     """Real weights through the battery's capture path: a model is its own perfect peer."""
     ctx = StepContext(BatteryConfig(), 24, work_dir=tmp_path)
     items = load_items("animals", n=24, split="train", seed=0)
-    store = steps_peer.cached_store(smol, "smollm2-135m-instruct", items, ctx, tmp_path / "self")
+    store = steps_peer.peer_store(smol, items, ctx, tmp_path / "self")
     assert store.layers == [5, 11, 17, 23, 29] and store.complete
-    with pytest.MonkeyPatch.context() as mp:  # a complete store is reused: no second elicitation
-        mp.setattr(steps_peer, "elicit_object", lambda *a, **k: pytest.fail("store was not reused"))
-        again = steps_peer.cached_store(smol, "smollm2-135m-instruct", items, ctx, tmp_path / "self")
+    assert store.rows["object_answer"].notna().all()  # forced choice: every item has an answer
+    with pytest.MonkeyPatch.context() as mp:  # a complete store is reused: no second reading
+        mp.setattr(steps_peer, "own_answers", lambda *a, **k: pytest.fail("store was not reused"))
+        again = steps_peer.peer_store(smol, items, ctx, tmp_path / "self")
     assert again.manifest == store.manifest
     cfg = PeerProbeConfig(folds=2, min_count=2, min_items=4, n_boot=200, depths=(0.6, 1.0))
     res = run_peer_probes(store, store, cfg)

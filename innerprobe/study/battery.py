@@ -51,8 +51,9 @@ def run_battery(
     rows: list[Evidence] = []
     seconds: dict[str, float] = {}
     advance = progress("battery", len(config.models) * len(config.experiments)) if progress else None
+    common: dict = {}
     for role in config.models:
-        ctx = StepContext(config, n, role, work_dir=out / role / "_work")
+        ctx = StepContext(config, n, role, work_dir=out / role / "_work", cache_dir=out / "_common", common=common)
         for exp in config.experiments:
             done = out / role / exp / EVIDENCE
             if done.exists():

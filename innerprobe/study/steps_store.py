@@ -55,6 +55,11 @@ def store_items(ctx: StepContext) -> int:
     return max(MIN_STORE_ITEMS, round(STORE_PER_ITEM * ctx.n))
 
 
+def store_item_set(ctx: StepContext) -> Any:
+    """The train items of the shared store (the same ones every role and E3b's peer read)."""
+    return load_items(ctx.config.task, n=store_items(ctx), split="train", seed=ctx.config.seed)
+
+
 def own_answers(model: Any, items: Any, prop: Any, spec: PromptSpec, batch_size: int) -> list[str]:
     """The model's forced-choice object answer per item (argmax over the task's answer words)."""
     trials = prepare_trials(model, items, prop, spec, [])
@@ -80,7 +85,7 @@ def shared_store(ctx: StepContext) -> ActivationStore:
         ctx.shared[STORE_KEY] = ActivationStore.open(path)
         return ctx.shared[STORE_KEY]
     prop = get_property(cfg.property)
-    items = load_items(cfg.task, n=n, split="train", seed=cfg.seed)
+    items = store_item_set(ctx)
     answers = own_answers(ctx.model, items, prop, CAPTURE.spec, cfg.batch_size)
     labels = {"object_answer": answers, "answer_property": [prop.extract(a) for a in answers],
               "object_compliant": [True] * len(answers)}
@@ -91,4 +96,4 @@ def shared_store(ctx: StepContext) -> ActivationStore:
     return store
 
 
-__all__ = ["CAPTURE", "MIN_STORE_ITEMS", "STORE_PER_ITEM", "own_answers", "shared_store", "store_items"]
+__all__ = ["CAPTURE", "MIN_STORE_ITEMS", "STORE_PER_ITEM", "own_answers", "shared_store", "store_item_set", "store_items"]
