@@ -100,6 +100,23 @@ def test_without_shim_cached_generation_breaks_exactly_on_renamed_transformers(t
 # --------------------------------------------------------------------------- load-time check
 
 
+def test_check_passes_a_model_that_ends_its_turn_early(tiny):
+    """A model whose greedy answer ends after one token is not a broken cache: the reference
+    must forbid end-of-sequence as the cached call's ``min_new_tokens`` does (the zoo's trained
+    models end their turn after one word and were refused before)."""
+    ids = tiny.tokenizer(compat._SELF_CHECK_PROMPT)["input_ids"]
+    first = uncached_greedy(tiny.hf_model, ids, 4)
+    config = tiny.hf_model.generation_config
+    old = config.eos_token_id
+    try:
+        config.eos_token_id = first[1]  # the model now "ends its turn" at its second token
+        assert cached_greedy(tiny.hf_model, ids, 4) != first  # min_new_tokens forbids that end
+        compat.check_generation(tiny.hf_model, tiny.tokenizer, 4)
+        assert first[1] not in uncached_greedy(tiny.hf_model, ids, 4, suppress_ids=compat.eos_ids(tiny.hf_model))
+    finally:
+        config.eos_token_id = old
+
+
 def test_load_model_refuses_a_broken_stack(monkeypatch):
     from innerprobe.models import load as models
 

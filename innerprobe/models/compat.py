@@ -140,24 +140,35 @@ def uninstall_kv_cache_shim() -> None:
 
 @torch.inference_mode()
 def uncached_greedy(
-    hf_model: Any, ids: Sequence[int], n_new: int, stop_ids: Sequence[int] = ()
+    hf_model: Any, ids: Sequence[int], n_new: int, stop_ids: Sequence[int] = (), suppress_ids: Sequence[int] = ()
 ) -> list[int]:
     """Greedy tokens by an argmax loop that re-runs the whole sequence each step (no cache).
 
-    Stops after a token in ``stop_ids`` (kept), as ``generate`` does at end-of-sequence.
+    Stops after a token in ``stop_ids`` (kept), as ``generate`` does at end-of-sequence; tokens in
+    ``suppress_ids`` are never chosen, as ``generate(min_new_tokens=n)`` forbids end-of-sequence.
     """
     device = next(hf_model.parameters()).device
     seq = list(ids)
     out: list[int] = []
     for _ in range(n_new):
         x = torch.tensor([seq], device=device)
-        logits = hf_model(input_ids=x, use_cache=False).logits[0, -1]
+        logits = hf_model(input_ids=x, use_cache=False).logits[0, -1].clone()
+        if suppress_ids:
+            logits[list(suppress_ids)] = float("-inf")
         tok = int(torch.argmax(logits))
         out.append(tok)
         seq.append(tok)
         if tok in stop_ids:
             break
     return out
+
+
+def eos_ids(hf_model: Any) -> list[int]:
+    """The end-of-sequence ids ``generate`` stops at (and ``min_new_tokens`` suppresses)."""
+    eos = getattr(getattr(hf_model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
 
 
 @torch.inference_mode()
@@ -188,7 +199,9 @@ def check_generation(hf_model: Any, tokenizer: Any, n_new: int = _SELF_CHECK_TOK
     first, which this catches on the second token.
     """
     ids = tokenizer(_SELF_CHECK_PROMPT)["input_ids"]
-    ref = uncached_greedy(hf_model, ids, n_new)
+    # the cached call forbids end-of-sequence for all n_new tokens (min_new_tokens), so the reference
+    # must too: a model that ends its turn early would otherwise continue past its own end token.
+    ref = uncached_greedy(hf_model, ids, n_new, suppress_ids=eos_ids(hf_model))
     got = cached_greedy(hf_model, ids, n_new)
     if got != ref:
         versions = ", ".join(
