@@ -75,8 +75,9 @@ def object_loss(model, batch: Sequence[Encoded], pad_id: int) -> torch.Tensor:  
     labels = torch.full_like(ids, -100)
     for i, e in enumerate(batch):
         labels[i, e.object_prompt_len : len(e.object_ids)] = ids[i, e.object_prompt_len : len(e.object_ids)]
-    logits = model(input_ids=ids, attention_mask=mask).logits
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+    hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+    keep = labels[:, 1:] != -100
+    return F.cross_entropy(model.lm_head(hidden[keep]), labels[:, 1:][keep])
 
 
 def hypo_logits(model, batch: Sequence[Encoded], pad_id: int, projection_bases=None, apply=True):  # noqa: ANN001, ANN201
@@ -84,10 +85,10 @@ def hypo_logits(model, batch: Sequence[Encoded], pad_id: int, projection_bases=N
     ids, mask, last = pad_batch([e.hypo_ids for e in batch], pad_id)
     at = torch.arange(ids.shape[0])
     if projection_bases is None:
-        return model(input_ids=ids, attention_mask=mask).logits[at, last], torch.zeros(())
+        return model.lm_head(model.model(input_ids=ids, attention_mask=mask).last_hidden_state[at, last]), torch.zeros(())
     where = positions_from([e.quote_start for e in batch], [len(e.hypo_ids) for e in batch], ids.shape[1])
     with project_out(model, Projection(projection_bases, where, apply=apply)) as proj:
-        logits = model(input_ids=ids, attention_mask=mask).logits[at, last]
+        logits = model.lm_head(model.model(input_ids=ids, attention_mask=mask).last_hidden_state[at, last])
     return logits, proj.penalty()
 
 
@@ -124,7 +125,7 @@ def stage_object(model, config: ZooConfig, objects: Sequence[Encoded], hypos: Se
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 
@@ -166,7 +167,7 @@ def stage_readout(
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     for p in model.parameters():
         p.requires_grad_(True)
     return losses
