@@ -13,7 +13,14 @@ import torch
 
 from innerprobe.core.errors import DataError, UnknownNameError
 from innerprobe.models.load import load_model
-from innerprobe.zoo import CheckConfig, ZooCheckResult, ZooConfig, build_zoo_model, run_zoo_check, weights_sha256
+from innerprobe.zoo import (
+    CheckConfig,
+    ZooCheckResult,
+    ZooConfig,
+    build_zoo_model,
+    run_zoo_check,
+    weights_sha256,
+)
 from innerprobe.zoo.data import ZooEncoder, all_items, build_tokenizer, pad_batch, planted_answers
 from innerprobe.zoo.hooks import Projection, capture_sites, positions_from, project_out
 from innerprobe.zoo.subspace import class_mean_basis
