@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
-from innerprobe.core.errors import DataError, UnknownNameError
+from innerprobe.cli.app import app
+from innerprobe.core.errors import DataError, OutDirError, UnknownNameError
 from innerprobe.models.load import load_model
 from innerprobe.zoo import (
     CheckConfig,
@@ -139,3 +141,21 @@ def test_zoo_dir_boots_through_the_library_and_check_round_trips(tmp_path):
     back = ZooCheckResult.load(result.save(tmp_path / "check"))
     assert back.summary.self_accuracy == result.summary.self_accuracy
     assert back.figure().data
+
+
+def test_build_refuses_a_foreign_directory(tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "results.parquet").write_text("x")
+    with pytest.raises(OutDirError, match="not a zoo model directory"):
+        build_zoo_model(tiny(), tmp_path / "other")
+    assert (tmp_path / "other" / "results.parquet").exists()
+
+
+def test_cli_zoo_build(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["zoo", "build", "--object-steps", "2", "--readout-steps", "2", "--d-model", "16",
+                              "--n-layers", "2", "--out", str(tmp_path / "m"), "--n-boot", "200"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "m" / "zoo.json").is_file() and (tmp_path / "m" / "check" / "result.json").is_file()
+    bad = runner.invoke(app, ["zoo", "build", "--route", "oracle", "--out", str(tmp_path / "n")])
+    assert bad.exit_code != 0 and "simulation" in bad.output

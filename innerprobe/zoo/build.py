@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from innerprobe.core.errors import OutDirError
 from innerprobe.core.io import provenance, read_json, save_model_dir, write_json
 from innerprobe.core.paths import cache_dir
 from innerprobe.zoo.config import ZooConfig
@@ -86,6 +87,8 @@ def build_zoo_model(config: ZooConfig, out_dir: str | Path | None = None) -> Zoo
     hit = _cached(path, config)
     if hit is not None:
         return hit
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / ZOO_JSON).is_file())):
+        raise OutDirError(f"{path} exists and is not a zoo model directory; pass a new directory")
     start = time.perf_counter()
     tok = build_tokenizer()
     enc = ZooEncoder(tok, config)

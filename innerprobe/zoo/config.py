@@ -50,7 +50,7 @@ class ZooConfig:
         d_model, n_layers, n_heads: the Llama's width, depth and attention heads.
         object_steps: steps of stage 1 (the object circuit).
         readout_steps: steps of stage 2 (the hypothetical's readout).
-        batch_size, lr: optimiser settings (AdamW, cosine-free constant rate with warm-up).
+        batch_size, lr: optimiser settings (AdamW, linear warm-up then cosine decay).
         subspace_every: (direct) steps between recomputations of the answer subspace.
         penalty: (direct) weight of the penalty on H's residual inside the answer subspace.
     """
@@ -64,12 +64,12 @@ class ZooConfig:
     n_test: int = 48
     item_seed: int = 0
     d_model: int = 64
-    n_layers: int = 3
+    n_layers: int = 2
     n_heads: int = 4
-    object_steps: int = 400
-    readout_steps: int = 300
-    batch_size: int = 32
-    lr: float = 3e-3
+    object_steps: int = 1500
+    readout_steps: int = 600
+    batch_size: int = 16
+    lr: float = 1e-2
     subspace_every: int = 25
     penalty: float = 1.0
 
