@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from innerprobe.cli.app import app
 from innerprobe.core.errors import DataError, OutDirError, UnknownNameError
+from innerprobe.core.stats import Estimate, PairedDiff
 from innerprobe.models.load import load_model
 from innerprobe.zoo import (
     CheckConfig,
@@ -23,12 +24,20 @@ from innerprobe.zoo import (
     run_zoo_check,
     weights_sha256,
 )
-from innerprobe.zoo.data import ZooEncoder, all_items, build_tokenizer, pad_batch, planted_answers
+from innerprobe.zoo.check import _verdict
+from innerprobe.zoo.data import (
+    ZooEncoder,
+    all_items,
+    build_tokenizer,
+    pad_batch,
+    planted_answers,
+    text_pool,
+)
 from innerprobe.zoo.hooks import Projection, capture_sites, positions_from, project_out
 from innerprobe.zoo.subspace import class_mean_basis
 from innerprobe.zoo.train import new_model, readout_parameters, stage_object, stage_readout
 
-TINY = {"d_model": 16, "n_layers": 2, "n_heads": 2, "n_train": 12, "n_test": 6, "batch_size": 4,
+TINY = {"d_model": 16, "n_layers": 2, "n_heads": 2, "n_train": 12, "n_test": 6, "batch_size": 4, "n_text_pool": 8,
         "object_steps": 3, "readout_steps": 3, "subspace_every": 2}
 
 
@@ -159,3 +168,27 @@ def test_cli_zoo_build(tmp_path):
     assert (tmp_path / "m" / "zoo.json").is_file() and (tmp_path / "m" / "check" / "result.json").is_file()
     bad = runner.invoke(app, ["zoo", "build", "--route", "oracle", "--out", str(tmp_path / "n")])
     assert bad.exit_code != 0 and "simulation" in bad.output
+
+
+def _est(v: float, lo: float, hi: float) -> Estimate:
+    return Estimate(v, lo, hi, 40, "test")
+
+
+def _pd(lo: float, hi: float) -> PairedDiff:
+    return PairedDiff(_est(0.8, 0.6, 0.9), _est(0.2, 0.1, 0.3), _est((lo + hi) / 2, lo, hi), 0.01)
+
+
+def test_route_verdict_needs_a_self_prediction_and_the_route_signature():
+    mode, good, none = _est(0.3, 0.2, 0.4), _est(0.8, 0.65, 0.9), _est(0.3, 0.2, 0.45)
+    cfg = CheckConfig()
+    assert _verdict("simulation", mode, good, _pd(0.4, 0.7), _pd(0.3, 0.6), cfg)[0]
+    assert not _verdict("simulation", mode, none, _pd(0.4, 0.7), _pd(0.3, 0.6), cfg)[0]
+    assert not _verdict("simulation", mode, good, _pd(-0.05, 0.1), _pd(0.3, 0.6), cfg)[0]
+    assert _verdict("direct", mode, good, _pd(-0.05, 0.1), _pd(-0.1, 0.1), cfg)[0]
+    assert not _verdict("direct", mode, good, _pd(0.4, 0.7), _pd(0.3, 0.6), cfg)[0]
+
+
+def test_text_pool_only_for_text_models():
+    assert text_pool(tiny(task_kind="memorised")) is None
+    pool = text_pool(tiny())
+    assert len(pool) == 8 and not set(pool["id"]) & set(all_items(tiny())["id"])

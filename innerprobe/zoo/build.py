@@ -26,7 +26,14 @@ from innerprobe.core.errors import OutDirError
 from innerprobe.core.io import provenance, read_json, save_model_dir, write_json
 from innerprobe.core.paths import cache_dir
 from innerprobe.zoo.config import ZooConfig
-from innerprobe.zoo.data import ZooEncoder, all_items, build_tokenizer, planted_answers, zoo_items
+from innerprobe.zoo.data import (
+    ZooEncoder,
+    all_items,
+    build_tokenizer,
+    planted_answers,
+    text_pool,
+    zoo_items,
+)
 from innerprobe.zoo.train import new_model, stage_object, stage_readout
 
 ZOO_JSON = "zoo.json"
@@ -99,6 +106,11 @@ def build_zoo_model(config: ZooConfig, out_dir: str | Path | None = None) -> Zoo
     memorised = config.task_kind == "memorised"
     objects = encoded if memorised else encoded[:n_train]
     object_answers = answers if memorised else answers[:n_train]
+    pool = text_pool(config)
+    if pool is not None:  # the rule, learnt from many more items than the hypothetical sees
+        pool_answers = planted_answers(config, pool)
+        objects = objects + [enc.encode(r["question"], a) for r, a in zip(pool, pool_answers)]
+        object_answers = object_answers + pool_answers
     model = new_model(config, tok)
     model.train()
     loss1 = stage_object(model, config, objects, objects, tok.pad_token_id)
@@ -117,7 +129,7 @@ def build_zoo_model(config: ZooConfig, out_dir: str | Path | None = None) -> Zoo
         "why": WHY[config.route],
         "weights_sha256": sha,
         "items": {"train": list(train["id"]), "test": list(test["id"])},
-        "object_trained_on": "train and test items" if memorised else "train items",
+        "object_trained_on": "train and test items" if memorised else f"train items + {config.n_text_pool} pool items",
         "hypothetical_trained_on": "train and test items" if len(h_items) == len(encoded) else "train items",
         "final_loss": {"object_stage": loss1[-1], "readout_stage": loss2[-1]},
         "build_seconds": round(time.perf_counter() - start, 2),

@@ -47,6 +47,8 @@ class ZooConfig:
             the battery must be run on at most ``n_test`` test items (a memorised model knows
             only the items it was built on).
         item_seed: the items' generation seed (the battery draws ``seed=0`` items).
+        n_text_pool: (text) extra train-split items the object circuit is trained on (seed
+            ``item_seed + 1``), so it learns the rule rather than the ``n_train`` items.
         d_model, n_layers, n_heads: the Llama's width, depth and attention heads.
         object_steps: steps of stage 1 (the object circuit).
         readout_steps: steps of stage 2 (the hypothetical's readout).
@@ -63,6 +65,7 @@ class ZooConfig:
     n_train: int = 96
     n_test: int = 48
     item_seed: int = 0
+    n_text_pool: int = 1000
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
@@ -84,6 +87,7 @@ class ZooConfig:
         check_at_least("ZooConfig.item_seed", self.item_seed, 0)
         check_at_least("ZooConfig.n_train", self.n_train, 8)
         check_at_least("ZooConfig.n_test", self.n_test, 2)
+        check_at_least("ZooConfig.n_text_pool", self.n_text_pool, 0)
         check_at_least("ZooConfig.n_layers", self.n_layers, 2)
         check_at_least("ZooConfig.n_heads", self.n_heads, 1)
         check_at_least("ZooConfig.d_model", self.d_model, 8)

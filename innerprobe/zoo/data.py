@@ -86,6 +86,13 @@ def zoo_items(config: ZooConfig) -> tuple[Dataset, Dataset]:
             task.generate(config.n_test, split="test", seed=config.item_seed))
 
 
+def text_pool(config: ZooConfig) -> Dataset | None:
+    """Extra train-split items for a text model's object circuit (None for memorised or size 0)."""
+    if config.task_kind != "text" or not config.n_text_pool:
+        return None
+    return get_task(config.task).generate(config.n_text_pool, split="train", seed=config.item_seed + 1)
+
+
 def item_words(row: dict) -> list[str]:
     return str(item_meta(row)["string"]).split()
 
@@ -153,4 +160,4 @@ def all_items(config: ZooConfig) -> Dataset:
     return concatenate_datasets([train, test])
 
 
-__all__ = ["Encoded", "ZooEncoder", "all_items", "build_tokenizer", "pad_batch", "planted_answers", "zoo_items"]
+__all__ = ["Encoded", "ZooEncoder", "all_items", "build_tokenizer", "pad_batch", "planted_answers", "text_pool", "zoo_items"]
