@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         object_steps: StepsOpt = 1500,
         readout_steps: StepsOpt = 600,
         d_model: WidthOpt = 64,
-        n_layers: DepthOpt = 2,
+        n_layers: DepthOpt = 3,
         out: ZooOutOpt = None,
         check: CheckOpt = True,
         n_boot: NBootOpt = 2000,

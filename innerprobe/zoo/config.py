@@ -67,12 +67,12 @@ class ZooConfig:
     item_seed: int = 0
     n_text_pool: int = 1000
     d_model: int = 64
-    n_layers: int = 2
+    n_layers: int = 3
     n_heads: int = 4
     object_steps: int = 1500
     readout_steps: int = 600
     batch_size: int = 16
-    lr: float = 1e-2
+    lr: float = 3e-3
     subspace_every: int = 25
     penalty: float = 1.0
 
