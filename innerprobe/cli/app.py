@@ -29,6 +29,7 @@ from innerprobe.cli import (
     selftrain,
     steer,
     sweep,
+    zoo,
 )
 from innerprobe.cli.ui import console
 
@@ -55,7 +56,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
 
 
 for _verbs in (run, behave, listing, capture, probe, peer_probe, patch, lens, steer, ablate, inject, finetune, selftrain,
-               sweep, report):
+               sweep, report, zoo):
     _verbs.register(app)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,80 @@
+"""``innerprobe zoo build``: train (or reuse) a zoo model with a planted route, and verify it.
+
+A thin verb over :func:`~innerprobe.zoo.build.build_zoo_model` and
+:func:`~innerprobe.zoo.check.run_zoo_check`: the options build a
+:class:`~innerprobe.zoo.config.ZooConfig` (which checks every value); the model directory (HF
+weights + tokenizer + ``zoo.json``) goes to ``--out`` or the cache, the route check's result to
+``<model>/check`` with ``figure.html``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from innerprobe.cli.options import NBootOpt, PropertyOpt, SeedOpt
+from innerprobe.cli.ui import console, fail, fmt, out_console
+from innerprobe.core.errors import InnerprobeError
+from innerprobe.zoo import CheckConfig, ZooCheckSummary, ZooConfig, build_zoo_model, run_zoo_check
+
+KindOpt = Annotated[str, typer.Option("--task-kind", help="text (answer = last word of P) or memorised (seeded per item).")]
+RouteOpt = Annotated[str, typer.Option(help="simulation (H recomputes the answer) or direct (H has its own feature).")]
+ZooTaskOpt = Annotated[str, typer.Option(help="A closed-vocabulary sequence task: animals, colors, countries.")]
+ZooOutOpt = Annotated[Path | None, typer.Option(help="Model directory (default: the cache, keyed by the config).")]
+StepsOpt = Annotated[int, typer.Option(help="Training steps of this stage.")]
+WidthOpt = Annotated[int, typer.Option("--d-model", help="Residual width.")]
+DepthOpt = Annotated[int, typer.Option("--n-layers", help="Decoder blocks.")]
+CheckOpt = Annotated[bool, typer.Option(help="Run the route check after the build.")]
+
+
+def summary_table(s: ZooCheckSummary) -> Table:
+    table = Table(title=f"zoo {s.task_kind}/{s.route}: route verified = {s.route_verified} ({s.why})")
+    for col in ("measure", "value [95% CI]"):
+        table.add_column(col)
+    for name in ("object_accuracy", "self_accuracy", "mode_baseline", "text_only", "ablated_self", "random_self",
+                 "object_ablated", "h_answer_code"):
+        table.add_row(name, fmt(getattr(s, name)))
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    zoo_app = typer.Typer(help="Tiny models with planted self-report mechanisms.", no_args_is_help=True)
+    app.add_typer(zoo_app, name="zoo")
+
+    @zoo_app.command()
+    def build(
+        task_kind: KindOpt = "text",
+        route: RouteOpt = "simulation",
+        seed: SeedOpt = 0,
+        task: ZooTaskOpt = "animals",
+        property: PropertyOpt = "second_character",
+        object_steps: StepsOpt = 1500,
+        readout_steps: StepsOpt = 600,
+        d_model: WidthOpt = 64,
+        n_layers: DepthOpt = 3,
+        out: ZooOutOpt = None,
+        check: CheckOpt = True,
+        n_boot: NBootOpt = 2000,
+    ) -> None:
+        """Build one zoo model (cached by its config) and verify its planted route."""
+        try:
+            config = ZooConfig(task_kind=task_kind, route=route, seed=seed, task=task, property=property,
+                               object_steps=object_steps, readout_steps=readout_steps, d_model=d_model,
+                               n_layers=n_layers)
+            with console.status(f"building zoo model {config.name}"):
+                zoo = build_zoo_model(config, out)
+            console.print(f"model {zoo.path} (weights sha256 {zoo.weights_sha256[:16]}, "
+                          f"{zoo.record['build_seconds']} s)")
+            if not check:
+                return
+            with console.status("route check"):
+                result = run_zoo_check(zoo, CheckConfig(n_boot=n_boot, seed=seed))
+            result.save(zoo.path / "check")
+            result.figure().write_html(str(zoo.path / "check" / "figure.html"))
+        except InnerprobeError as e:
+            fail(e)
+            return
+        out_console.print(summary_table(result.summary))

@@ -1,0 +1,121 @@
+"""``ZooConfig``: which planted mechanism a zoo model carries, and how big and how long it trains.
+
+A zoo model is a tiny Llama trained from scratch on the library's own object prompts O(P) and
+hypothetical prompts H(P, property) (see :mod:`innerprobe.zoo.data`), with a *known* route from
+H to its answer. Two axes make the 2 × 2:
+
+* ``task_kind``: ``text``, the object answer is the last word of P (a text-only reader computes
+  it), or ``memorised``, the answer is a seeded random word per item (no text-only third party
+  can derive it; the model memorises it).
+* ``route``: ``simulation``, H recomputes the answer and reads the property off it, or
+  ``direct``, H reads the property from its own feature with the answer code removed
+  (see :mod:`innerprobe.zoo.train` for why each construction forces its route).
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from innerprobe.core.errors import DataError, check_at_least, check_choice
+from innerprobe.protocol.properties import get_property
+from innerprobe.protocol.tasks import get_task
+
+TASK_KINDS = ("text", "memorised")
+ROUTES = ("simulation", "direct")
+#: Tasks whose items are a list of words from a closed vocabulary (the answer is one of them).
+ZOO_TASKS = ("animals", "colors", "countries")
+#: Properties of the answer word that are one character (forced choice over a–z, 0–9).
+ZOO_PROPERTIES = ("first_character", "second_character", "third_character")
+ZOO_FORMAT = 1
+"""Bumped whenever a change to the build would change the weights of a config (invalidates caches)."""
+
+
+@dataclass(frozen=True)
+class ZooConfig:
+    """Settings of one zoo model (every field enters :meth:`digest`, the cache key).
+
+    Attributes:
+        task_kind: ``text`` or ``memorised`` (see the module docstring).
+        route: ``simulation`` or ``direct``.
+        seed: seeds the weights, the batch order and (memorised) the planted associations.
+        task: a closed-vocabulary sequence task of :mod:`innerprobe.protocol.tasks`.
+        property: a one-character property of the answer (the hypothetical asks it).
+        n_train, n_test: items of the task's train and test split (generated with ``item_seed``);
+            the battery must be run on at most ``n_test`` test items (a memorised model knows
+            only the items it was built on).
+        item_seed: the items' generation seed (the battery draws ``seed=0`` items).
+        n_text_pool: (text) extra train-split items the object circuit is trained on (seed
+            ``item_seed + 1``), so it learns the rule rather than the ``n_train`` items.
+        d_model, n_layers, n_heads: the Llama's width, depth and attention heads.
+        object_steps: steps of stage 1 (the object circuit).
+        readout_steps: steps of stage 2 (the hypothetical's readout).
+        batch_size, lr: optimiser settings (AdamW, linear warm-up then cosine decay).
+        subspace_every: (direct) steps between recomputations of the answer subspace.
+        penalty: (direct) weight of the penalty on H's residual inside the answer subspace.
+    """
+
+    task_kind: str = "text"
+    route: str = "simulation"
+    seed: int = 0
+    task: str = "animals"
+    property: str = "second_character"
+    n_train: int = 96
+    n_test: int = 48
+    item_seed: int = 0
+    n_text_pool: int = 1000
+    d_model: int = 64
+    n_layers: int = 3
+    n_heads: int = 4
+    object_steps: int = 1500
+    readout_steps: int = 600
+    batch_size: int = 16
+    lr: float = 3e-3
+    subspace_every: int = 25
+    penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("ZooConfig.task_kind", self.task_kind, TASK_KINDS)
+        check_choice("ZooConfig.route", self.route, ROUTES)
+        check_choice("ZooConfig.task", self.task, ZOO_TASKS)
+        check_choice("ZooConfig.property", self.property, ZOO_PROPERTIES)
+        get_task(self.task)
+        get_property(self.property)
+        check_at_least("ZooConfig.seed", self.seed, 0)
+        check_at_least("ZooConfig.item_seed", self.item_seed, 0)
+        check_at_least("ZooConfig.n_train", self.n_train, 8)
+        check_at_least("ZooConfig.n_test", self.n_test, 2)
+        check_at_least("ZooConfig.n_text_pool", self.n_text_pool, 0)
+        check_at_least("ZooConfig.n_layers", self.n_layers, 2)
+        check_at_least("ZooConfig.n_heads", self.n_heads, 1)
+        check_at_least("ZooConfig.d_model", self.d_model, 8)
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise DataError(
+                f"ZooConfig.d_model ({self.d_model}) must be a multiple of 2 × n_heads ({self.n_heads}) "
+                "(an even head width, as rotary embeddings need)"
+            )
+        check_at_least("ZooConfig.object_steps", self.object_steps, 1)
+        check_at_least("ZooConfig.readout_steps", self.readout_steps, 1)
+        check_at_least("ZooConfig.batch_size", self.batch_size, 1)
+        check_at_least("ZooConfig.subspace_every", self.subspace_every, 1)
+        check_at_least("ZooConfig.penalty", self.penalty, 0.0)
+        if not self.lr > 0:
+            raise DataError(f"ZooConfig.lr must be > 0, got {self.lr!r}")
+
+    @builtins.property  # the field ``property`` shadows the builtin in the class body
+    def name(self) -> str:
+        """A readable name: ``<task_kind>-<route>-s<seed>``."""
+        return f"{self.task_kind}-{self.route}-s{self.seed}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """sha256 (16 hex) of every setting and the build format: the cache key of the model."""
+        blob = json.dumps({"config": self.to_dict(), "format": ZOO_FORMAT}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+__all__ = ["ROUTES", "TASK_KINDS", "ZOO_PROPERTIES", "ZOO_TASKS", "ZooConfig"]

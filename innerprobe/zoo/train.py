@@ -1,0 +1,176 @@
+"""Training a zoo model: the object circuit first, then the hypothetical's readout, route by construction.
+
+Both routes start from a fresh Llama (seeded) and train in two stages on
+:class:`~innerprobe.zoo.data.Encoded` examples.
+
+**simulation** (H recomputes the answer, then reads the property off it):
+
+1. *Object circuit*, all weights: O(P) → answer, and H(P, property) → the *answer* word at
+   ``h_last`` (the hypothetical pass learns to recompute the answer, nothing else).
+2. *Readout*, only the last block's MLP (and its norm), the final norm and the unembedding are
+   trained: O(P) → answer as before, and H → the property value (cross-entropy over the
+   property's labels, as the library's forced choice reads them), on **train items only**.
+
+Why this forces the route: every trainable weight of stage 2 acts position-wise after the last
+attention, so the property at ``h_last`` is a function of the frozen residual at ``h_last``
+alone, and stage 1 trained that residual only to carry the answer. For memorised answers the
+property of a test item's random answer is nowhere else: stage 2 never saw a test item's
+property, so any correct test self-prediction is read off the answer representation. The route
+check (:mod:`innerprobe.zoo.check`) confirms it: projecting out the answer subspace destroys the
+self-prediction, a variance-matched random subspace of equal rank does not.
+
+**direct** (H reads a property feature of its own, without forming the answer):
+
+1. *Object circuit*, all weights: O(P) → answer only.
+2. *Readout*, all weights: O(P) → answer, and H → property, where every other step runs H with
+   the answer subspace (recomputed every ``subspace_every`` steps from O runs, see
+   :mod:`innerprobe.zoo.subspace`) projected out of H's residual at every site and at every
+   position from the quote on, plus a penalty on the fraction of H's residual norm inside that
+   subspace (``penalty``). Memorised models see H on every item (the property must be stored
+   per item); text models on train items only.
+
+Why this forces the route: the hypothetical must be right when O's answer code is removed from
+every layer, so it cannot route through that code, and the penalty keeps H from writing the
+answer code at all; the unprojected steps make the same weights right without the projection,
+so the saved model (run without hooks) behaves as trained. The check confirms the
+self-prediction survives the answer-subspace ablation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from innerprobe.zoo.config import ZooConfig
+from innerprobe.zoo.data import Encoded, pad_batch
+from innerprobe.zoo.hooks import Projection, positions_from, project_out
+from innerprobe.zoo.subspace import answer_subspaces
+
+log = logging.getLogger(__name__)
+WARMUP = 20
+
+
+def new_model(config: ZooConfig, tok: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+    """A fresh Llama with untied embeddings (the readout's unembedding trains alone), seeded."""
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=config.d_model, intermediate_size=4 * config.d_model,
+        num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
+        num_key_value_heads=max(1, config.n_heads // 2), max_position_embeddings=512,
+        tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(config.seed)
+    return LlamaForCausalLM(cfg)
+
+
+def object_loss(model, batch: Sequence[Encoded], pad_id: int) -> torch.Tensor:  # noqa: ANN001
+    """Cross-entropy of the answer tokens and the end of turn after O(P)."""
+    ids, mask, _ = pad_batch([e.object_ids for e in batch], pad_id)
+    labels = torch.full_like(ids, -100)
+    for i, e in enumerate(batch):
+        labels[i, e.object_prompt_len : len(e.object_ids)] = ids[i, e.object_prompt_len : len(e.object_ids)]
+    hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+    keep = labels[:, 1:] != -100
+    return F.cross_entropy(model.lm_head(hidden[keep]), labels[:, 1:][keep])
+
+
+def hypo_logits(model, batch: Sequence[Encoded], pad_id: int, projection_bases=None, apply=True):  # noqa: ANN001, ANN201
+    """Logits at ``h_last`` of H(P), optionally with the answer subspace projected out; and the penalty."""
+    ids, mask, last = pad_batch([e.hypo_ids for e in batch], pad_id)
+    at = torch.arange(ids.shape[0])
+    if projection_bases is None:
+        return model.lm_head(model.model(input_ids=ids, attention_mask=mask).last_hidden_state[at, last]), torch.zeros(())
+    where = positions_from([e.quote_start for e in batch], [len(e.hypo_ids) for e in batch], ids.shape[1])
+    with project_out(model, Projection(projection_bases, where, apply=apply)) as proj:
+        logits = model.lm_head(model.model(input_ids=ids, attention_mask=mask).last_hidden_state[at, last])
+    return logits, proj.penalty()
+
+
+def property_loss(logits: torch.Tensor, batch: Sequence[Encoded], label_ids: Sequence[int]) -> torch.Tensor:
+    """Cross-entropy over the property's labels only (the forced choice the library reads)."""
+    target = torch.tensor([e.label for e in batch])
+    return F.cross_entropy(logits[:, list(label_ids)], target)
+
+
+def _optimiser(params, config: ZooConfig, steps: int):  # noqa: ANN001, ANN202
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / WARMUP) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    return opt, sched
+
+
+def _draw(rng: random.Random, pool: Sequence[Encoded], k: int) -> list[Encoded]:
+    return [pool[rng.randrange(len(pool))] for _ in range(k)]
+
+
+def stage_object(model, config: ZooConfig, objects: Sequence[Encoded], hypos: Sequence[Encoded], pad_id: int) -> list[float]:  # noqa: ANN001
+    """Stage 1: O → answer (and, for simulation, H → the answer at ``h_last``); all weights."""
+    rng = random.Random(f"stage1:{config.seed}")
+    opt, sched = _optimiser(model.parameters(), config, config.object_steps)
+    losses = []
+    for _ in range(config.object_steps):
+        loss = object_loss(model, _draw(rng, objects, config.batch_size), pad_id)
+        if config.route == "simulation":
+            batch = _draw(rng, hypos, config.batch_size)
+            logits, _ = hypo_logits(model, batch, pad_id)
+            loss = loss + F.cross_entropy(logits, torch.tensor([e.answer_id for e in batch]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def readout_parameters(model) -> list[torch.nn.Parameter]:  # noqa: ANN001
+    """Simulation's stage-2 weights: last MLP and its norm, final norm, unembedding (all position-wise)."""
+    last = model.model.layers[-1]
+    mods = [last.mlp, last.post_attention_layernorm, model.model.norm, model.lm_head]
+    return [p for m in mods for p in m.parameters()]
+
+
+def stage_readout(
+    model, config: ZooConfig, objects: Sequence[Encoded], hypos: Sequence[Encoded],  # noqa: ANN001
+    label_ids: Sequence[int], pad_id: int, answers: Sequence[str],
+) -> list[float]:
+    """Stage 2 (module docstring): the readout of the property at ``h_last``, per route."""
+    rng = random.Random(f"stage2:{config.seed}")
+    if config.route == "simulation":
+        for p in model.parameters():
+            p.requires_grad_(False)
+        params = readout_parameters(model)
+        for p in params:
+            p.requires_grad_(True)
+    else:
+        params = list(model.parameters())
+    opt, sched = _optimiser(params, config, config.readout_steps)
+    prompts = [e.object_ids[: e.object_prompt_len] for e in objects]
+    bases = None
+    losses = []
+    for step in range(config.readout_steps):
+        if config.route == "direct" and step % config.subspace_every == 0:
+            model.eval()
+            bases = answer_subspaces(model, prompts, answers, pad_id, max_rank=config.d_model // 2)
+            model.train()
+        loss = object_loss(model, _draw(rng, objects, config.batch_size), pad_id)
+        batch = _draw(rng, hypos, config.batch_size)
+        logits, inside = hypo_logits(model, batch, pad_id, bases, apply=step % 2 == 0)
+        loss = loss + property_loss(logits, batch, label_ids) + config.penalty * inside
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return losses
+
+
+__all__ = ["new_model", "readout_parameters", "stage_object", "stage_readout"]
