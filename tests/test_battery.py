@@ -61,6 +61,11 @@ def test_report_round_trips_and_is_self_contained(tmp_path: Path) -> None:
     text = html.read_text()
     assert "<script src" not in text
     assert "Plotly" in text and text.index('<h2 id="verdict"') < text.index('<h3 id="e2"')
+    ran = result.table.dropna(subset=["effect"])["experiment"].unique()
+    # the overview figure, and one figure in each section of an experiment that has a number
+    assert text.count('class="plotly-graph-div"') == 1 + len(ran) >= 3
+    labels = list(result.figure("E2").data[0].y)
+    assert labels and all(" E2 " in label for label in labels)
     for source in (html, tmp_path / "report.json"):
         back = load_report(source)
         assert back.table.equals(result.table)

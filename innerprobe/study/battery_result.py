@@ -49,13 +49,16 @@ class BatteryResult(Result):
                          "n": r.n, "supports": r.supports, "why": r.why})
         return pd.DataFrame(recs, columns=list(COLUMNS))
 
-    def figure(self) -> go.Figure:
+    def figure(self, experiment: str | None = None) -> go.Figure:
         """Effect (with its CI) beside its control, one marker per row that ran, one panel per unit.
 
         Rows are measured in different units (proportions, layers, recovery, logits); each unit
         gets its own x axis so a layer gap does not flatten every proportion to a dot.
+        ``experiment`` (e.g. ``"E3"``) keeps only that experiment's rows (the report's sections).
         """
-        t = self.table.dropna(subset=["effect"]).assign(unit=[r.unit for r in self.rows if r.effect is not None])
+        t = self.table.assign(unit=[r.unit for r in self.rows]).dropna(subset=["effect"])
+        if experiment is not None:
+            t = t[t["experiment"] == experiment]
         units = list(dict.fromkeys(t["unit"])) or ["proportion"]
         heights = [max(1, int((t["unit"] == u).sum())) for u in units]
         fig = make_subplots(rows=len(units), cols=1, row_heights=heights, vertical_spacing=0.12,
@@ -71,7 +74,8 @@ class BatteryResult(Result):
             fig.add_trace(go.Scatter(x=part["control"], y=label, mode="markers", name="control",
                                      legendgroup="control", showlegend=i == 1,
                                      marker={"symbol": "x", "color": "#d62728"}), row=i, col=1)
-        fig.update_layout(title="Battery: each effect (95% CI) beside its control",
+        what = f"{experiment}" if experiment is not None else "Battery"
+        fig.update_layout(title=f"{what}: each effect (95% CI) beside its control",
                           height=220 + 34 * len(t) + 60 * len(units))
         return fig
 

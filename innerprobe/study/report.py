@@ -41,6 +41,8 @@ def write_report(result: BatteryResult, path: str | Path) -> Path:
     for exp, rows in result.table.groupby("experiment", sort=False):
         page.heading(f"{exp}", level=3)
         page.table(rows.drop(columns=["experiment"]))
+        if rows["effect"].notna().any():
+            page.figure(result.figure(str(exp)), caption=f"{exp}: effects (95% CI) beside their controls")
         for r in rows.itertuples():
             page.text(f"{r.model} {r.sub}: {r.supports} — {r.why}", css_class="note")
     page.heading("Stage wall times (s)")
