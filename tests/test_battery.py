@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from innerprobe.core.errors import DataError
 from innerprobe.core.stats import Estimate
 from innerprobe.core.tomlconfig import ConfigError
 from innerprobe.study.battery import run_battery
 from innerprobe.study.battery_config import BatteryConfig, load_battery_config
 from innerprobe.study.battery_steps import StepContext
+from innerprobe.study.decision import DecisionConfig
 from innerprobe.study.evidence import Evidence
 from innerprobe.study.report import load_report, write_report
 
@@ -91,16 +94,18 @@ def test_default_study_config_loads() -> None:
 
 
 def test_tiny_model_end_to_end(tmp_path: Path) -> None:
-    cfg = BatteryConfig(model="tiny-random", experiments=("E1", "E2", "E3b", "E6"), quick_n_items=12, n_boot=100)
+    cfg = BatteryConfig(model="tiny-random", experiments=("E1", "E2", "E3b", "E6"), quick_n_items=12, n_boot=100,
+                        peer="tiny-random")
     result = run_battery(cfg, tmp_path, quick=True)
     t = result.table
     e1 = t[t.experiment == "E1"]
     assert len(e1) >= 1 and e1["effect"].notna().all() and (e1["n"] > 0).all()
     assert t[t.experiment == "E3b"]["supports"].eq("inconclusive").all()
     e2 = t[t.experiment == "E2"]
-    # the random tiny model reads no answer: E2 must then say why, not report a number
+    # the random tiny model's answers do not emerge in H: E2 must then say why, not report a number
     assert len(e2) >= 1
-    assert (e2["effect"].notna() | e2["why"].str.contains("could not score")).all()
+    assert (e2["effect"].notna() | e2["why"].str.contains("could not score|no item where both")).all()
+    assert e2["effect"].isna().any()
     assert result.summary.verdicts[0].hypothesis == "inconclusive"
 
 
@@ -108,3 +113,16 @@ def test_the_default_config_is_the_default_study() -> None:
     """`innerprobe run` with no --config runs what experiments/default_study.toml says."""
     assert load_battery_config(Path(__file__).parents[1] / "experiments" / "default_study.toml") == BatteryConfig()
     assert BatteryConfig().models == ("M", "M1")
+
+
+def test_a_rerun_with_other_settings_is_refused_but_thresholds_may_change(tmp_path: Path) -> None:
+    calls: list[str] = []
+    run_battery(CFG, tmp_path, steps=_fake_steps(calls))
+    with pytest.raises(DataError, match=r"n_items: 30 -> 31"):
+        run_battery(replace(CFG, n_items=31), tmp_path, steps=_fake_steps(calls))
+    with pytest.raises(DataError, match="items_per_stage"):
+        run_battery(CFG, tmp_path, quick=True, steps=_fake_steps(calls))
+    calls.clear()
+    looser = replace(CFG, decision=DecisionConfig(min_n=3), experiments=("E1", "E2"))
+    run_battery(looser, tmp_path, steps=_fake_steps(calls))
+    assert calls == []  # a new threshold and fewer experiments: every row is read back

@@ -26,7 +26,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 CFG = BatteryConfig(model="tiny-random", task="colors", property="first_character", experiments=("E1", "E2"),
                     models=("M", "M1"), n_items=12, quick_n_items=12, patch_items=40, m1_steps=3,
-                    m1_train_items=16, m1_lr=1e-2, n_boot=100)
+                    m1_train_items=16, m1_lr=1e-2, n_boot=100, peer="tiny-random")
 
 
 @pytest.fixture(scope="module")

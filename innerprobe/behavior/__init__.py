@@ -22,6 +22,7 @@ from innerprobe.behavior.baselines import (
     comparisons_frame,
     pooled_from_tables,
     pooled_self_cross,
+    text_only_predictions,
 )
 from innerprobe.behavior.config import (
     CHARACTER_LABELS,
@@ -99,6 +100,7 @@ __all__ = [
     "per_budget",
     "pooled_from_tables",
     "pooled_self_cross",
+    "text_only_predictions",
     "predict",
     "property_labels",
     "score",

@@ -52,6 +52,10 @@ def item_strings(items: Dataset | Sequence[str]) -> list[str]:
     return [str(s) for s in items]
 
 
+#: Folds of :func:`text_only_predictions`.
+TEXT_FOLDS = 5
+
+
 @dataclass
 class TextBaseline:
     """Logistic regression on TF-IDF word (and digit) features of the item string.
@@ -114,6 +118,32 @@ class TextBaseline:
             raise DataError("text baseline: no scored test items")
         pred = self.predict([x[i] for i in keep])
         return stats.accuracy(np.array([p == labels[i] for p, i in zip(pred, keep)]))
+
+
+def text_only_predictions(
+    items: Dataset | Sequence[str], values: Sequence[str | None], seed: int = 0, folds: int = TEXT_FOLDS
+) -> list[str | None]:
+    """Cross-validated text-only predictions of ``values`` (one per item; ``None``: unlabelled).
+
+    The items are split into ``folds`` seeded folds; each fold is predicted by a
+    :class:`TextBaseline` fitted on the labelled items of the other folds, so every item gets a
+    prediction from a model that never saw its label. This is the text-only third party when the
+    behaviour to be predicted exists only on the test items (an untrained model's own answers).
+    """
+    strings = item_strings(items)
+    order = np.random.default_rng(seed).permutation(len(strings))
+    fold = np.empty(len(strings), int)
+    fold[order] = np.arange(len(strings)) % folds
+    out: list[str | None] = [None] * len(strings)
+    for f in range(folds):
+        train = [i for i in range(len(strings)) if fold[i] != f and values[i] is not None]
+        test = [i for i in range(len(strings)) if fold[i] == f]
+        if not train or not test:
+            continue
+        tb = TextBaseline(seed=seed).fit([strings[i] for i in train], [values[i] for i in train])
+        for i, p in zip(test, tb.predict([strings[i] for i in test])):
+            out[i] = p
+    return out
 
 
 # --------------------------------------------------------------------------- self vs cross
@@ -312,7 +342,9 @@ def pooled_from_tables(tables: Sequence[pd.DataFrame], seed: int = 0) -> stats.P
 
 
 __all__ = [
+    "TEXT_FOLDS",
     "TextBaseline",
+    "text_only_predictions",
     "Comparison",
     "ComparisonSummary",
     "compare_self_cross",

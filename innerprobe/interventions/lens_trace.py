@@ -153,6 +153,21 @@ class _Targets:
     ids: tuple[int, int, int]  # answer, control, property
 
 
+def _answer_columns(model: LoadedModel, items: Any, prop: Property, config: LensTraceConfig) -> dict[str, list]:
+    """The own answer per item from its greedy object response (see :func:`lens_trace`)."""
+    budget = {} if config.answer_tokens is None else {"object_max_new_tokens": config.answer_tokens}
+    behavior = elicit_object(model, items, prop, BehaviorConfig(spec=config.spec, batch_size=config.batch_size,
+                                                                seed=config.seed, **budget))
+    return answer_columns(behavior, prop, items_vocabulary(items))
+
+
+def given_answer_columns(answers: Sequence[str | None], prop: Property, n_items: int) -> dict[str, list]:
+    """Answer columns from given answer words: the property is read off each word."""
+    if len(answers) != n_items:
+        raise DataError(f"lens_trace: {len(answers)} answers for {n_items} items")
+    return {"object_answer": list(answers), "property_value": [prop.extract(a) if a else None for a in answers]}
+
+
 def _targets(model: LoadedModel, items: Any, prop: Property, h_prompts: Sequence[Prompt],
              cols: dict[str, list], spec: PromptSpec, dropped: Counter) -> list[_Targets]:
     tok, prior, vocab = model.tokenizer, token_prior(model), items_vocabulary(items)
@@ -323,6 +338,7 @@ def lens_trace(
     config: LensTraceConfig = LensTraceConfig(),
     *,
     lens: TunedLens | None = None,
+    answers: Sequence[str | None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> LensTraceResult:
     """Trace the own answer, its control word and the property label through H's layers.
@@ -332,14 +348,16 @@ def lens_trace(
         items: a task name, a ``datasets.Dataset`` or a list of item dicts.
         prop: the property H asks about.
         lens: a trained :class:`~innerprobe.interventions.lens.TunedLens` (default: logit lens).
+        answers: the own answer word per item (``None``: no answer), e.g. the model's forced
+            choice among the item's words; the property value traced is then the property of
+            that word. Default: the first vocabulary word of the greedy object answer, and the
+            property of the whole response (a model whose greedy answer has drifted away from
+            the task's words then leaves few items to trace).
         progress: called with the number of items after each batch of residual streams.
     """
     prop = get_property(prop) if isinstance(prop, str) else prop
     ds = as_items(items, seed=config.seed)
-    budget = {} if config.answer_tokens is None else {"object_max_new_tokens": config.answer_tokens}
-    behavior = elicit_object(model, ds, prop, BehaviorConfig(spec=config.spec, batch_size=config.batch_size,
-                                                             seed=config.seed, **budget))
-    cols = answer_columns(behavior, prop, items_vocabulary(ds))
+    cols = _answer_columns(model, ds, prop, config) if answers is None else given_answer_columns(answers, prop, len(ds))
     h_prompts = build_hypotheticals(model, ds, prop, config.spec)
     dropped: Counter = Counter()
     targets = _targets(model, ds, prop, h_prompts, cols, config.spec, dropped)

@@ -2,7 +2,8 @@
 
 Each (model role, experiment) writes ``out_dir/<role>/<experiment>/evidence.json`` through an
 atomic directory; a rerun into the same ``out_dir`` reads finished experiments back instead of
-running them again, so an interrupted battery resumes from its finished experiments. Every
+running them again, so an interrupted battery resumes from its finished experiments (and a
+rerun with other settings is refused, :func:`check_resumable`). Every
 role (``M``, and ``M1``: M after a short LoRA self-training, see
 :mod:`innerprobe.study.m1_model`) runs every step the same way. The rows
 are then read by the decision rule (:mod:`innerprobe.study.decision`) into one verdict per model.
@@ -10,6 +11,7 @@ are then read by the decision rule (:mod:`innerprobe.study.decision`) into one v
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -29,10 +31,31 @@ from innerprobe.study.step_context import StepContext
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int], Callable[[int], None]] | None
 EVIDENCE = "evidence.json"
+SETTINGS = "battery.json"
 
 
 def _load_rows(path: Path) -> list[Evidence]:
     return decode(read_json(path)["rows"])
+
+
+def check_resumable(config: BatteryConfig, out: Path, n: int) -> None:
+    """Refuse to resume into ``out`` when its finished rows were measured with other settings.
+
+    The folder's ``battery.json`` records :meth:`BatteryConfig.evidence_settings`; a rerun whose
+    settings differ (another model, item count or ``--quick``, seed, peer ...) would mix rows of two studies,
+    so it stops with the keys that differ. A folder without the file is adopted as it is.
+    """
+    path = out / SETTINGS
+    now = json.loads(json.dumps(config.evidence_settings() | {"items_per_stage": n}, default=str))
+    if path.exists():
+        before = read_json(path)
+        diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        if diff:
+            shown = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in diff)
+            raise DataError(f"{out} holds a battery measured with other settings ({shown}); "
+                            "use another output folder, or delete this one to start over")
+        return
+    write_json(path, now)
 
 
 def run_battery(
@@ -48,6 +71,7 @@ def run_battery(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = config.items(quick)
+    check_resumable(config, out, n)
     rows: list[Evidence] = []
     seconds: dict[str, float] = {}
     advance = progress("battery", len(config.models) * len(config.experiments)) if progress else None
@@ -79,4 +103,4 @@ def run_battery(
                          provenance={"library_versions": library_versions(), "model": config.model})
 
 
-__all__ = ["run_battery"]
+__all__ = ["SETTINGS", "check_resumable", "run_battery"]

