@@ -12,6 +12,7 @@ from innerprobe.core.stats import Estimate
 from innerprobe.core.tomlconfig import ConfigError
 from innerprobe.study.battery import run_battery
 from innerprobe.study.battery_config import BatteryConfig, load_battery_config
+from innerprobe.study.battery_result import BatteryResult, BatterySummary
 from innerprobe.study.battery_steps import StepContext
 from innerprobe.study.decision import DecisionConfig
 from innerprobe.study.evidence import Evidence
@@ -126,3 +127,15 @@ def test_a_rerun_with_other_settings_is_refused_but_thresholds_may_change(tmp_pa
     looser = replace(CFG, decision=DecisionConfig(min_n=3), experiments=("E1", "E2"))
     run_battery(looser, tmp_path, steps=_fake_steps(calls))
     assert calls == []  # a new threshold and fewer experiments: every row is read back
+
+
+def test_markdown_shows_paired_rows_against_zero_and_not_run_rows() -> None:
+    diff = Evidence("E3b", "gap", "self − peer", Estimate(0.2, 0.1, 0.3, 30, "t"), None, 30)
+    missing = Evidence("E6", "ablation", "not run", None, None, 0, why="no subspace")
+    side = Evidence("E3b", "gap", "sides", Estimate(0.5, 0.4, 0.6, 30, "t"), Estimate(0.3, 0.2, 0.4, 30, "t"), 30,
+                    primary=False)
+    result = BatteryResult([diff, missing, side], BatterySummary([], "d"))
+    md = result.markdown().splitlines()
+    assert md[2] == "| M | E3b | gap | 0.200 [0.100, 0.300] | 0 (paired) | 30 | inconclusive |"
+    assert md[3] == "| M | E6 | ablation | not run | — | 0 | inconclusive |" and len(md) == 4
+    assert len(result.markdown(primary_only=False).splitlines()) == 5

@@ -161,7 +161,7 @@ def test_smollm2_as_its_own_peer_has_no_gap(smol, tmp_path):
     assert store.layers == [5, 11, 17, 23, 29] and store.complete
     assert store.rows["object_answer"].notna().all()  # forced choice: every item has an answer
     with pytest.MonkeyPatch.context() as mp:  # a complete store is reused: no second reading
-        mp.setattr(steps_peer, "own_answers", lambda *a, **k: pytest.fail("store was not reused"))
+        mp.setattr(steps_peer, "own_answer_labels", lambda *a, **k: pytest.fail("store was not reused"))
         again = steps_peer.peer_store(smol, items, ctx, tmp_path / "self")
     assert again.manifest == store.manifest
     cfg = PeerProbeConfig(folds=2, min_count=2, min_items=4, n_boot=200, depths=(0.6, 1.0))

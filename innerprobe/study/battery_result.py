@@ -49,6 +49,20 @@ class BatteryResult(Result):
                          "n": r.n, "supports": r.supports, "why": r.why})
         return pd.DataFrame(recs, columns=list(COLUMNS))
 
+    def markdown(self, *, primary_only: bool = True) -> str:
+        """The verdict table as Markdown (for a note or a results file): one row per Evidence row
+        (``primary_only``: the rows the decision rule votes on), effect with its 95% CI beside the
+        control (0 for a paired difference) and the hypothesis it supports."""
+        lines = ["| model | exp | sub | effect [95% CI] | control | n | supports |", "|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            if primary_only and not r.primary:
+                continue
+            e, c = r.effect, r.control
+            effect = "not run" if e is None else f"{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]"
+            control = "—" if e is None else "0 (paired)" if c is None else f"{c.value:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]"
+            lines.append(f"| {r.model} | {r.experiment} | {r.sub} | {effect} | {control} | {r.n} | {r.supports} |")
+        return "\n".join(lines)
+
     def figure(self, experiment: str | None = None) -> go.Figure:
         """Effect (with its CI) beside its control, one marker per row that ran, one panel per unit.
 

@@ -42,7 +42,7 @@ from innerprobe.probes.peer_result import PeerProbeResult
 from innerprobe.protocol.properties import get_property
 from innerprobe.study.evidence import Evidence, not_run
 from innerprobe.study.step_context import StepContext
-from innerprobe.study.steps_store import CAPTURE, own_answers, shared_store, store_item_set
+from innerprobe.study.steps_store import CAPTURE, own_answer_labels, shared_store, store_item_set
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,7 @@ def peer_store(model: Any, items: Any, ctx: StepContext, folder: Path) -> Activa
     cfg = ctx.config
     prop = get_property(cfg.property)
     batch = max(cfg.batch_size, E3B_BATCH)
-    answers = own_answers(model, items, prop, CAPTURE.spec, batch)
-    labels = {"object_answer": answers, "answer_property": [prop.extract(a) for a in answers],
-              "object_compliant": [True] * len(answers)}
+    labels = own_answer_labels(model, items, prop, batch)
     cap = CaptureConfig(layers=tuple(_layers(model.n_layers)), object_positions=(), hypothetical_positions=("h_last",),
                         batch_size=batch, seed=cfg.seed)
     return capture(model, items, prop, cap, out=folder, labels=labels)

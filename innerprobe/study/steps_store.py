@@ -67,6 +67,14 @@ def own_answers(model: Any, items: Any, prop: Any, spec: PromptSpec, batch_size:
                          trials.objects)
 
 
+def own_answer_labels(model: Any, items: Any, prop: Any, batch_size: int) -> dict[str, list]:
+    """A store's label columns from ``model``'s forced-choice answers: the answer word, its
+    property, and compliance (a forced choice always answers)."""
+    answers = own_answers(model, items, prop, CAPTURE.spec, batch_size)
+    return {"object_answer": answers, "answer_property": [prop.extract(a) for a in answers],
+            "object_compliant": [True] * len(answers)}
+
+
 def _work_dir(ctx: StepContext) -> Path:
     if ctx.work_dir is None:
         ctx.work_dir = Path(tempfile.mkdtemp(prefix="innerprobe-battery-"))
@@ -86,9 +94,7 @@ def shared_store(ctx: StepContext) -> ActivationStore:
         return ctx.shared[STORE_KEY]
     prop = get_property(cfg.property)
     items = store_item_set(ctx)
-    answers = own_answers(ctx.model, items, prop, CAPTURE.spec, cfg.batch_size)
-    labels = {"object_answer": answers, "answer_property": [prop.extract(a) for a in answers],
-              "object_compliant": [True] * len(answers)}
+    labels = own_answer_labels(ctx.model, items, prop, cfg.batch_size)
     capture_cfg = CaptureConfig.from_options(CAPTURE, batch_size=cfg.batch_size, seed=cfg.seed)
     store = capture(ctx.model, items, prop, capture_cfg, out=path, labels=labels)
     log.info("battery store: %d train items, %d layers at %s", n, len(store.layers), path)
@@ -96,4 +102,4 @@ def shared_store(ctx: StepContext) -> ActivationStore:
     return store
 
 
-__all__ = ["CAPTURE", "MIN_STORE_ITEMS", "STORE_PER_ITEM", "own_answers", "shared_store", "store_item_set", "store_items"]
+__all__ = ["CAPTURE", "MIN_STORE_ITEMS", "STORE_PER_ITEM", "own_answer_labels", "own_answers", "shared_store", "store_item_set", "store_items"]
