@@ -129,13 +129,13 @@ def test_a_rerun_with_other_settings_is_refused_but_thresholds_may_change(tmp_pa
     assert calls == []  # a new threshold and fewer experiments: every row is read back
 
 
-def test_markdown_shows_paired_rows_against_zero_and_not_run_rows() -> None:
+def test_markdown_shows_differences_against_zero_and_not_run_rows() -> None:
     diff = Evidence("E3b", "gap", "self − peer", Estimate(0.2, 0.1, 0.3, 30, "t"), None, 30)
     missing = Evidence("E6", "ablation", "not run", None, None, 0, why="no subspace")
     side = Evidence("E3b", "gap", "sides", Estimate(0.5, 0.4, 0.6, 30, "t"), Estimate(0.3, 0.2, 0.4, 30, "t"), 30,
                     primary=False)
     result = BatteryResult([diff, missing, side], BatterySummary([], "d"))
     md = result.markdown().splitlines()
-    assert md[2] == "| M | E3b | gap | 0.200 [0.100, 0.300] | 0 (paired) | 30 | inconclusive |"
+    assert md[2] == "| M | E3b | gap | 0.200 [0.100, 0.300] | 0 | 30 | inconclusive |"
     assert md[3] == "| M | E6 | ablation | not run | — | 0 | inconclusive |" and len(md) == 4
     assert len(result.markdown(primary_only=False).splitlines()) == 5

@@ -59,7 +59,7 @@ class BatteryResult(Result):
                 continue
             e, c = r.effect, r.control
             effect = "not run" if e is None else f"{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]"
-            control = "—" if e is None else "0 (paired)" if c is None else f"{c.value:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]"
+            control = "—" if e is None else "0" if c is None else f"{c.value:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]"
             lines.append(f"| {r.model} | {r.experiment} | {r.sub} | {effect} | {control} | {r.n} | {r.supports} |")
         return "\n".join(lines)
 
