@@ -139,3 +139,13 @@ def test_markdown_shows_differences_against_zero_and_not_run_rows() -> None:
     assert md[2] == "| M | E3b | gap | 0.200 [0.100, 0.300] | 0 | 30 | inconclusive |"
     assert md[3] == "| M | E6 | ablation | not run | — | 0 | inconclusive |" and len(md) == 4
     assert len(result.markdown(primary_only=False).splitlines()) == 5
+
+
+def test_figure_labels_tell_a_difference_from_its_sides() -> None:
+    diff = Evidence("E1", "self vs text-only", "self − text-only", Estimate(-0.4, -0.6, -0.3, 30, "t"), None, 30)
+    side = Evidence("E1", "self vs text-only", "self vs text-only accuracy", Estimate(0.0, 0.0, 0.1, 30, "t"),
+                    Estimate(0.4, 0.3, 0.6, 30, "t"), 30, primary=False)
+    alone = Evidence("E2", "gap", "layers", Estimate(1.0, 0.5, 1.5, 30, "t"), None, 30)
+    labels = list(BatteryResult([diff, side, alone], BatterySummary([], "d")).figure().data[0].y)
+    assert len(set(labels)) == 3 and labels[2] == "M E2 gap"
+    assert labels[0].endswith("· self − text-only")

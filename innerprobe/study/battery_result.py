@@ -25,6 +25,14 @@ class BatterySummary(Summary):
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
+def _labels(part: pd.DataFrame) -> pd.Series:
+    """One y label per row: model, experiment and sub-experiment, plus the row's name where
+    several rows share those (a paired difference and its two sides)."""
+    base = part["model"] + " " + part["experiment"] + " " + part["sub"]
+    shared = base.duplicated(keep=False)
+    return base.where(~shared, base + " · " + part["name"])
+
+
 @dataclass
 class BatteryResult(Result):
     """Every Evidence row (read by the decision rule), the verdicts, config and provenance."""
@@ -79,7 +87,7 @@ class BatteryResult(Result):
                             subplot_titles=[f"unit: {u}" for u in units])
         for i, unit in enumerate(units, start=1):
             part = t[t["unit"] == unit]
-            label = part["model"] + " " + part["experiment"] + " " + part["sub"]
+            label = _labels(part)
             fig.add_trace(go.Scatter(
                 x=part["effect"], y=label, mode="markers", name="effect", legendgroup="effect",
                 showlegend=i == 1, marker={"color": "#1f77b4"},
