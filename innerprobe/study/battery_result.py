@@ -13,6 +13,8 @@ from innerprobe.core.result import Result, Summary
 from innerprobe.study.decision import Verdict
 from innerprobe.study.evidence import Evidence
 
+#: Longest row name shown in a figure label (the table has the whole name).
+LABEL_NAME = 40
 COLUMNS = ("model", "experiment", "sub", "name", "effect", "ci_low", "ci_high", "control", "n", "supports", "why")
 
 
@@ -30,7 +32,8 @@ def _labels(part: pd.DataFrame) -> pd.Series:
     several rows share those (a paired difference and its two sides)."""
     base = part["model"] + " " + part["experiment"] + " " + part["sub"]
     shared = base.duplicated(keep=False)
-    return base.where(~shared, base + " · " + part["name"])
+    name = part["name"].map(lambda s: s if len(s) <= LABEL_NAME else s[: LABEL_NAME - 1] + "…")
+    return base.where(~shared, base + " · " + name)
 
 
 @dataclass
