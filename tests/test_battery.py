@@ -137,7 +137,7 @@ def test_markdown_shows_differences_against_zero_and_not_run_rows() -> None:
     result = BatteryResult([diff, missing, side], BatterySummary([], "d"))
     md = result.markdown().splitlines()
     assert md[2] == "| M | E3b | gap | 0.200 [0.100, 0.300] | 0 | 30 | inconclusive |"
-    assert md[3] == "| M | E6 | ablation | not run | — | 0 | inconclusive |" and len(md) == 4
+    assert md[3] == "| M | E6 | ablation | no estimate: no subspace | — | 0 | inconclusive |" and len(md) == 4
     assert len(result.markdown(primary_only=False).splitlines()) == 5
 
 

@@ -63,13 +63,15 @@ class BatteryResult(Result):
     def markdown(self, *, primary_only: bool = True) -> str:
         """The verdict table as Markdown (for a note or a results file): one row per Evidence row
         (``primary_only``: the rows the decision rule votes on), effect with its 95% CI beside the
-        control (0 for a paired difference) and the hypothesis it supports."""
+        control (0 for a paired difference) and the hypothesis it supports. A row with no effect
+        estimate (the experiment ran but had nothing to measure, e.g. E6 when self-prediction is
+        not above its baseline) shows why in its effect cell."""
         lines = ["| model | exp | sub | effect [95% CI] | control | n | supports |", "|---|---|---|---|---|---|---|"]
         for r in self.rows:
             if primary_only and not r.primary:
                 continue
             e, c = r.effect, r.control
-            effect = "not run" if e is None else f"{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]"
+            effect = _no_effect(r.why) if e is None else f"{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]"
             control = "—" if e is None else "0" if c is None else f"{c.value:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]"
             lines.append(f"| {r.model} | {r.experiment} | {r.sub} | {effect} | {control} | {r.n} | {r.supports} |")
         return "\n".join(lines)
@@ -103,5 +105,11 @@ class BatteryResult(Result):
         fig.update_layout(title=f"{what}: each effect (95% CI) beside its control",
                           height=220 + 34 * len(t) + 60 * len(units))
         return fig
+
+def _no_effect(why: str) -> str:
+    """The effect cell of a row without an estimate: its reason, short, Markdown-safe."""
+    reason = why.split(": ", 1)[-1].split(" (")[0].replace("|", "/")
+    return f"no estimate: {reason[:120]}" if reason else "no estimate"
+
 
 __all__ = ["BatteryResult", "BatterySummary", "COLUMNS"]
