@@ -178,6 +178,17 @@ def test_e8_sizes_trials_to_min_n_and_reads_detection_beside_its_controls(tiny, 
     assert next(r for r in rows if r.sub == "detection beyond the yes-shift").unit == "logits"
 
 
+def test_e8_on_a_base_model_is_an_inconclusive_row_naming_the_missing_chat_template(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(tiny.tokenizer, "chat_template", None)
+    rows = e8_injection(_ctx(tiny, tmp_path))
+    assert len(rows) == 1 and rows[0].effect is None and rows[0].supports == "inconclusive"
+    assert "no chat template" in rows[0].why
+    from innerprobe.interventions.concepts import carrier_rows  # concept vectors still work on a base model
+
+    ids = carrier_rows(tiny, "ocean", ["Think about {w}."])[0]
+    assert tiny.tokenizer.decode(ids).strip() == "Think about ocean."
+
+
 def test_the_adapters_are_registered():
     assert STEPS["E3"] is e3_probe_transfer and STEPS["E6"] is e6_ablation
     assert STEPS["E7"] is e7_steering and STEPS["E8"] is e8_injection

@@ -21,7 +21,7 @@ from innerprobe.study.battery_config import BatteryConfig, load_battery_config
 from innerprobe.study.report import write_report
 
 QuickOpt = Annotated[bool, typer.Option("--quick", help="Smoke-test sizes (quick_n_items).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Study TOML with a [battery] table.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Study TOML with a \\[battery] table (see experiments/default_study.toml).")]
 
 
 def register(app: typer.Typer) -> None:

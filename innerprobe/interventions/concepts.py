@@ -30,6 +30,7 @@ from innerprobe.behavior.inference import left_pad
 from innerprobe.core.errors import DataError
 from innerprobe.interventions.hooks import SITES
 from innerprobe.models.loaded import LoadedModel
+from innerprobe.protocol.prompts import render_chat
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +96,11 @@ def check_layer(model: LoadedModel, layer: int) -> int:
 
 
 def carrier_rows(model: LoadedModel, word: str, carriers: Sequence[str]) -> list[list[int]]:
-    """Token ids of each carrier sentence about ``word``, chat-templated (assistant turn opened)."""
+    """Token ids of each carrier sentence about ``word``, chat-templated (assistant turn opened;
+    a base model without a chat template gets the plain layout of :func:`render_chat`)."""
     tok = model.tokenizer
-    rows = []
-    for c in carriers:
-        text = tok.apply_chat_template([{"role": "user", "content": c.format(w=word)}], tokenize=False,
-                                       add_generation_prompt=True)
-        rows.append(list(tok(text, add_special_tokens=False)["input_ids"]))
-    return rows
+    texts = [render_chat(tok, c.format(w=word), None, None) for c in carriers]
+    return [list(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
 
 
 def _keeper(store: dict[str, Tensor]) -> Any:

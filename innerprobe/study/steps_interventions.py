@@ -157,6 +157,9 @@ def e8_injection(ctx: StepContext) -> list[Evidence]:
     """E8: detection of an injected concept vs no injection (false positives) and random vectors."""
     cfg, role = ctx.config, ctx.role
     model = ctx.model
+    if not getattr(model.tokenizer, "chat_template", None):  # the trial is a multi-turn conversation
+        return [not_run("E8", "concept injection: detection", f"{cfg.model} has no chat template (a base model): "
+                        "the injection trial is a multi-turn chat and cannot be posed", model=role)]
     layer = model.n_layers // 2
     n_trials = e8_trials(ctx, len(E8_WORDS), 1)
     config = InjectionConfig(scales=(E8_SCALE,), n_trials=n_trials,
