@@ -59,6 +59,21 @@ def test_interrupted_battery_resumes_from_finished(tmp_path: Path) -> None:
     assert calls == ["E1", "E2", "E3", "E5", "E6"]
 
 
+def test_a_step_its_data_defeats_is_an_inconclusive_row_and_the_battery_goes_on(tmp_path: Path) -> None:
+    calls: list[str] = []
+    steps = _fake_steps(calls)
+
+    def degenerate(ctx: StepContext) -> list[Evidence]:
+        raise DataError("class means need >= 2 classes with >= 3 items; got counts {'cat': 60}")
+
+    result = run_battery(CFG, tmp_path, steps={**steps, "E6": degenerate})
+    row = next(r for r in result.rows if r.experiment == "E6")
+    assert row.effect is None and row.supports == "inconclusive" and "'cat': 60" in row.why
+    assert calls == ["E1", "E2", "E3", "E5"]
+    assert result.summary.verdicts[0].hypothesis == "inconclusive"  # E6 missing: no self-simulation verdict
+    assert (tmp_path / "M" / "E6" / "evidence.json").is_file()  # recorded, so a resume does not retry it
+
+
 def test_report_round_trips_and_is_self_contained(tmp_path: Path) -> None:
     result = run_battery(CFG, tmp_path / "run", steps=_fake_steps([]))
     html = write_report(result, tmp_path / "report.html")

@@ -183,7 +183,9 @@ def test_e8_on_a_base_model_is_an_inconclusive_row_naming_the_missing_chat_templ
     rows = e8_injection(_ctx(tiny, tmp_path))
     assert len(rows) == 1 and rows[0].effect is None and rows[0].supports == "inconclusive"
     assert "no chat template" in rows[0].why
-    from innerprobe.interventions.concepts import carrier_rows  # concept vectors still work on a base model
+    from innerprobe.interventions.concepts import (
+        carrier_rows,  # concept vectors still work on a base model
+    )
 
     ids = carrier_rows(tiny, "ocean", ["Think about {w}."])[0]
     assert tiny.tokenizer.decode(ids).strip() == "Think about ocean."

@@ -192,3 +192,22 @@ def test_text_pool_only_for_text_models():
     assert text_pool(tiny(task_kind="memorised")) is None
     pool = text_pool(tiny())
     assert len(pool) == 8 and not set(pool["id"]) & set(all_items(tiny())["id"])
+
+
+def test_route_control_is_drawn_outside_the_answer_subspace():
+    from innerprobe.interventions.directions import orthonormal_rows, projected_variance
+    from innerprobe.zoo.check import _random_like, complement
+
+    gen = torch.Generator().manual_seed(0)
+    basis = orthonormal_rows(torch.randn(5, 16, generator=gen)).float()
+    acts = torch.randn(200, 16, generator=gen) @ torch.randn(16, 16, generator=gen)
+    comp = complement(basis)
+    assert comp.shape == (11, 16) and (comp @ basis.T).abs().max() < 1e-5
+    ctrl = _random_like(basis, acts, seed=1)
+    assert ctrl.shape == (5, 16) and (ctrl @ basis.T).abs().max() < 1e-5  # shares no direction with the code
+    assert torch.allclose(ctrl @ ctrl.T, torch.eye(5), atol=1e-5)
+    # its variance is capped by the complement's top 5 principal directions (all it can reach there)
+    top5 = torch.linalg.eigvalsh(torch.cov((acts @ comp.T).T.double()))[-5:].sum()
+    assert projected_variance(acts, ctrl) <= float(top5) * 1.001
+    wide = orthonormal_rows(torch.randn(10, 16, generator=gen)).float()  # rank > half the width: whole space
+    assert (_random_like(wide, acts, seed=1) @ wide.T).abs().max() > 1e-2

@@ -1,10 +1,14 @@
-"""``innerprobe zoo build``: train (or reuse) a zoo model with a planted route, and verify it.
+"""``innerprobe zoo build|run``: train (or reuse) a zoo model with a planted route and verify it;
+run the battery on the whole zoo and score its verdicts against the planted mechanisms.
 
 A thin verb over :func:`~innerprobe.zoo.build.build_zoo_model` and
 :func:`~innerprobe.zoo.check.run_zoo_check`: the options build a
 :class:`~innerprobe.zoo.config.ZooConfig` (which checks every value); the model directory (HF
 weights + tokenizer + ``zoo.json``) goes to ``--out`` or the cache, the route check's result to
-``<model>/check`` with ``figure.html``.
+``<model>/check`` with ``figure.html``. ``zoo run`` builds the grid of a ``[zoo]`` study table
+(:class:`~innerprobe.study.zoo_study_config.ZooStudyConfig`), checks each model, runs the battery
+on it and writes ``zoo_report.html`` (the confusion table first) with ``zoo_report.json`` and
+``confusion.md``; rerunning resumes.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from innerprobe.cli.options import NBootOpt, PropertyOpt, SeedOpt
-from innerprobe.cli.ui import console, fail, fmt, out_console
+from innerprobe.cli.options import NBootOpt, OutOpt, PropertyOpt, SeedOpt
+from innerprobe.cli.ui import Bars, console, fail, fmt, out_console
 from innerprobe.core.errors import InnerprobeError
+from innerprobe.core.io import write_text
+from innerprobe.study.zoo_report import write_zoo_report
+from innerprobe.study.zoo_study import run_zoo_study
+from innerprobe.study.zoo_study_config import ZooStudyConfig, load_zoo_study
 from innerprobe.zoo import CheckConfig, ZooCheckSummary, ZooConfig, build_zoo_model, run_zoo_check
 
 KindOpt = Annotated[str, typer.Option("--task-kind", help="text (answer = last word of P) or memorised (seeded per item).")]
@@ -28,6 +36,7 @@ StepsOpt = Annotated[int, typer.Option(help="Training steps of this stage.")]
 WidthOpt = Annotated[int, typer.Option("--d-model", help="Residual width.")]
 DepthOpt = Annotated[int, typer.Option("--n-layers", help="Decoder blocks.")]
 CheckOpt = Annotated[bool, typer.Option(help="Run the route check after the build.")]
+ZooConfigOpt = Annotated[Path | None, typer.Option("--config", help="Study TOML with a \\[zoo] table (see experiments/zoo_study.toml).")]
 
 
 def summary_table(s: ZooCheckSummary) -> Table:
@@ -78,3 +87,19 @@ def register(app: typer.Typer) -> None:
             fail(e)
             return
         out_console.print(summary_table(result.summary))
+
+    @zoo_app.command("run")
+    def run(config: ZooConfigOpt = None, out: OutOpt = Path("runs/zoo")) -> None:
+        """Run the battery on every zoo model and score its verdicts against the planted mechanisms."""
+        try:
+            cfg = load_zoo_study(config) if config is not None else ZooStudyConfig()
+            with Bars() as bars:
+                result = run_zoo_study(cfg, out, progress=bars.factory)
+            result.save(out / "result")
+            html = write_zoo_report(result, out / "zoo_report.html")
+            write_text(out / "confusion.md", result.markdown() + "\n")
+        except InnerprobeError as e:
+            fail(e)
+            return
+        out_console.print(result.confusion())
+        console.print(f"verdicts matched {result.summary.verdict_match}; wrote {html}")

@@ -180,6 +180,13 @@ def write_json(path: str | Path, data: Any) -> Path:
     return Path(path)
 
 
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 

@@ -23,6 +23,14 @@ The battery (one model, task and property through E1-E8 and E3b, to a verdict)::
     battery         run_battery (atomic per experiment, resumable) -> BatteryResult
     report          the self-contained HTML report and its JSON
 
+The battery on the zoo (models with planted mechanisms, :mod:`innerprobe.zoo`)::
+
+    zoo_expectations    the expected reading of each row and the expected verdict, per construction
+    zoo_study_config    ZooStudyConfig: the grid (task kinds × routes × seeds) and battery sizes
+    zoo_result          ZooStudyResult: planted mechanism vs verdict, row by row, with match rates
+    zoo_study           run_zoo_study: build → route check → battery → scoring, resumable
+    zoo_report          the zoo study's self-contained HTML page and JSON
+
     from innerprobe.study import BatteryConfig, run_battery, write_report
     result = run_battery(BatteryConfig(), "runs/study"); write_report(result, "runs/study/report.html")
 

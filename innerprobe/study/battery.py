@@ -25,7 +25,7 @@ from innerprobe.study.battery_config import BatteryConfig
 from innerprobe.study.battery_result import BatteryResult, BatterySummary
 from innerprobe.study.battery_steps import STEPS
 from innerprobe.study.decision import decide, read_rows
-from innerprobe.study.evidence import Evidence
+from innerprobe.study.evidence import Evidence, not_run
 from innerprobe.study.step_context import StepContext
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,21 @@ def check_resumable(config: BatteryConfig, out: Path, n: int) -> None:
     write_json(path, now)
 
 
+def run_step(step: Callable[[StepContext], list[Evidence]], experiment: str, ctx: StepContext) -> list[Evidence]:
+    """One experiment's rows; a step the model's data defeats becomes an inconclusive row saying why.
+
+    A :class:`DataError` is the library's word for "these inputs cannot be measured" (a model that
+    gives one answer to every item has no class means to ablate, too few pairs to patch, ...): the
+    experiment is then inconclusive *for this model*, which is a result, and the battery goes on.
+    Any other exception is a bug and propagates.
+    """
+    try:
+        return step(ctx)
+    except DataError as e:
+        log.warning("%s %s: not measurable (%s)", ctx.role, experiment, e)
+        return [not_run(experiment, "not measurable", f"{type(e).__name__}: {e}", model=ctx.role)]
+
+
 def run_battery(
     config: BatteryConfig,
     out_dir: str | Path,
@@ -87,7 +102,7 @@ def run_battery(
                 raise DataError(f"no battery step for {exp}; steps: {', '.join(steps)}")
             else:
                 t0 = time.perf_counter()
-                got = steps[exp](ctx)
+                got = run_step(steps[exp], exp, ctx)
                 dt = time.perf_counter() - t0
                 with atomic_dir(out / role / exp) as tmp:
                     write_json(tmp / EVIDENCE, {"rows": encode(got), "seconds": dt})
@@ -103,4 +118,4 @@ def run_battery(
                          provenance={"library_versions": library_versions(), "model": config.model})
 
 
-__all__ = ["SETTINGS", "check_resumable", "run_battery"]
+__all__ = ["SETTINGS", "check_resumable", "run_battery", "run_step"]
