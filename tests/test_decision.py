@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from innerprobe.core.errors import DataError
+from innerprobe.core.errors import DataError, UnknownNameError
 from innerprobe.core.stats import Estimate
 from innerprobe.study.decision import DecisionConfig, decide, read_rows, reading
 from innerprobe.study.evidence import Evidence, not_run
@@ -41,6 +41,21 @@ def test_no_answer_code_and_self_advantage_is_privileged() -> None:
 def test_e3b_self_advantage_also_counts() -> None:
     rows = [row("E6", 0.0, -0.03, 0.03), row("E3b", 0.15, 0.08, 0.22, ctrl=None)]
     assert decide(rows).hypothesis == "privileged"
+
+
+def test_beating_only_the_weakest_outside_reader_is_no_self_advantage() -> None:
+    code_free = row("E3", 0.01, -0.02, 0.03)
+    beats_text = row("E1", 0.6, 0.45, 0.75, sub="self vs text-only")
+    peer_ties = row("E1", 0.06, 0.0, 0.15, sub="self vs cross-model (peer)")
+    v = decide([code_free, beats_text, peer_ties])
+    assert v.hypothesis == "inconclusive" and "self-advantage (no)" in v.why
+    assert decide([code_free, beats_text, peer_ties], DecisionConfig(advantage="any")).hypothesis == "privileged"
+    beats_peer = row("E1", 0.3, 0.2, 0.4, sub="self vs cross-model (peer)")
+    assert decide([code_free, beats_text, beats_peer]).hypothesis == "privileged"
+    skipped = not_run("E1", "self vs cross-model (peer)", "no peer")  # not measured: neither helps nor blocks
+    assert decide([code_free, beats_text, skipped]).hypothesis == "privileged"
+    with pytest.raises(UnknownNameError, match="valid advantages: all, any"):
+        DecisionConfig(advantage="most")
 
 
 def test_no_code_without_self_advantage_is_inconclusive() -> None:

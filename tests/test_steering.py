@@ -94,6 +94,31 @@ def test_random_subspace_matches_the_variance_and_is_not_the_answer_subspace():
     assert projected_variance(acts, uniform.basis) != pytest.approx(target, rel=0.02)
 
 
+def test_random_subspace_outside_the_answer_shares_no_direction_with_it():
+    g = torch.Generator().manual_seed(1)
+    scales = torch.ones(16)
+    scales[:6] = 10.0  # the answer code carries most of the variance, as in a tiny model
+    acts = torch.randn(300, 16, generator=g) * scales
+    answer = orthonormal_rows(torch.eye(16)[:6] + 0.1 * torch.randn(6, 16, generator=g))
+    target = projected_variance(acts, answer)
+    whole = random_subspace(6, 16, seed=0, acts=acts, target_variance=target)
+    assert float(torch.linalg.svdvals(whole.basis @ answer.T).max()) > 0.9  # matched → overlaps the code
+    out = random_subspace(6, 16, seed=0, acts=acts, target_variance=target, outside=answer)
+    assert float((out.basis @ answer.T).abs().max()) < 1e-5 and out.provenance["outside_rank"] == 6
+    assert torch.allclose(out.basis @ out.basis.T, torch.eye(6), atol=1e-5)
+    assert out.provenance["variance_ratio"] < 0.2  # as close as the complement allows, and recorded
+    with pytest.raises(DataError, match="does not fit outside a rank-6 subspace"):
+        random_subspace(11, 16, seed=0, outside=answer)
+
+
+def test_variance_matching_survives_a_rank_deficient_covariance():
+    g = torch.Generator().manual_seed(2)
+    acts = torch.randn(40, 16, generator=g)[:, :10] @ torch.randn(10, 16, generator=g)  # rank 10 of 16
+    target = 0.5 * projected_variance(acts, torch.eye(16)[:12])
+    r = random_subspace(12, 16, seed=0, acts=acts, target_variance=target)  # more rows than the rank of Σ
+    assert r.basis.shape == (12, 16) and torch.allclose(r.basis @ r.basis.T, torch.eye(12), atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "make, match",
     [

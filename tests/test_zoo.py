@@ -195,13 +195,13 @@ def test_text_pool_only_for_text_models():
 
 
 def test_route_control_is_drawn_outside_the_answer_subspace():
-    from innerprobe.interventions.directions import orthonormal_rows, projected_variance
-    from innerprobe.zoo.check import _random_like, complement
+    from innerprobe.interventions.directions import complement_basis, orthonormal_rows, projected_variance
+    from innerprobe.zoo.check import _random_like
 
     gen = torch.Generator().manual_seed(0)
     basis = orthonormal_rows(torch.randn(5, 16, generator=gen)).float()
     acts = torch.randn(200, 16, generator=gen) @ torch.randn(16, 16, generator=gen)
-    comp = complement(basis)
+    comp = complement_basis(basis)
     assert comp.shape == (11, 16) and (comp @ basis.T).abs().max() < 1e-5
     ctrl = _random_like(basis, acts, seed=1)
     assert ctrl.shape == (5, 16) and (ctrl @ basis.T).abs().max() < 1e-5  # shares no direction with the code

@@ -105,6 +105,13 @@ class AblationConfig:
         reuse_prefix: run layers below ``layer`` once per batch (on the unablated forward) and
             replay their output in every ablated forward (:class:`LayerPrefix`; identical
             numbers, about half the cost from the middle layer); False runs every forward whole.
+        random_outside: draw the random control subspace inside the orthogonal complement of the
+            answer subspace (:func:`~innerprobe.interventions.directions.random_subspace`'s
+            ``outside``): a control that shares no direction with the code it controls for. Where
+            the rank is a large share of the width (tiny models) a whole-space variance-matched
+            subspace overlaps the answer code and ablates it too (found on the zoo: answer and
+            random arms both broke O). Falls back to the whole space when ``2k > d_model``
+            (recorded in the subspace's provenance). False: the whole space, as before.
         label_column, store_position, min_count, batch_size, n_boot, seed, spec: as in steering.
     """
 
@@ -116,6 +123,7 @@ class AblationConfig:
     o_position: str = "all"
     control: bool = True
     reuse_prefix: bool = True
+    random_outside: bool = True
     label_column: str = "object_answer"
     store_position: str = "o_last"
     min_count: int = 3
@@ -169,7 +177,8 @@ def ablation_interventions(
 
 def _subspaces(store: Any, means: dict[int, ClassMeans], k: int, config: AblationConfig
                ) -> tuple[dict[int, Subspace], dict[int, Subspace]]:
-    """Per layer the answer subspace and a random one of equal rank matched in variance."""
+    """Per layer the answer subspace and a random one of equal rank matched in variance (outside
+    the answer subspace when ``config.random_outside``)."""
     d = next(iter(means.values())).d_model
     if k == 0:
         return ({layer: Subspace(torch.zeros(0, d), "answer", layer) for layer in means},
@@ -180,7 +189,8 @@ def _subspaces(store: Any, means: dict[int, ClassMeans], k: int, config: Ablatio
         answer[layer] = m.subspace(k)
         x = acts[:, i]
         target = projected_variance(x, answer[layer].basis)
-        r = random_subspace(k, d, seed=config.seed * 7919 + layer, acts=x, target_variance=target)
+        outside = answer[layer].basis if config.random_outside and 2 * k <= d else None
+        r = random_subspace(k, d, seed=config.seed * 7919 + layer, acts=x, target_variance=target, outside=outside)
         random[layer] = Subspace(r.basis, "random", layer, (), r.provenance)
     return answer, random
 

@@ -48,6 +48,7 @@ __all__ = [
     "Subspace",
     "check_vector",
     "class_means",
+    "complement_basis",
     "norm_matched",
     "projected_variance",
     "random_subspace",
@@ -323,6 +324,14 @@ def _shaped_basis(eigvec: Tensor, eigval: Tensor, g: Tensor, alpha: float) -> Te
     return orthonormal_rows(((eigvec * w) @ (eigvec.T @ g)).T, "random subspace")
 
 
+def complement_basis(basis: Float[Tensor, "k d_model"]) -> Float[Tensor, "m d_model"]:
+    """Orthonormal rows spanning the orthogonal complement of ``span(basis)`` (orthonormal rows; ``m = d − k``)."""
+    d = basis.shape[1]
+    proj = torch.eye(d, dtype=torch.float64) - basis.double().T @ basis.double()
+    eigval, eigvec = torch.linalg.eigh(proj)
+    return eigvec[:, eigval > 0.5].T.to(basis.dtype)
+
+
 def random_subspace(
     k: int,
     d_model: int,
@@ -331,6 +340,7 @@ def random_subspace(
     acts: Float[Tensor, "n d_model"] | None = None,
     target_variance: float | None = None,
     tol: float = 0.01,
+    outside: Float[Tensor, "r d_model"] | None = None,
 ) -> Subspace:
     """A random ``k``-dimensional subspace; matched in variance when ``acts`` and a target are given.
 
@@ -340,31 +350,64 @@ def random_subspace(
     variance is within ``tol`` (relative) of the target; the achieved variance and ``α`` are
     recorded. A target above what the top-``k`` principal components carry is unreachable; the
     closest is kept and its ratio recorded.
+
+    ``outside`` (orthonormal rows, e.g. the answer subspace itself) draws the subspace inside the
+    orthogonal complement of ``span(outside)``, so the control shares no direction with what it
+    controls for. This matters when ``k`` is a large share of the width (a 30-class answer code in
+    a 64-wide model): a variance-matched subspace of the whole space must then overlap the answer
+    subspace and ablates much of it, and "answer vs random" compares the code with itself. In the
+    complement the variance is matched as far as the complement allows (its ratio is recorded).
+    ``DataError`` when the complement is narrower than ``k``.
     """
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d_model:
         raise DataError(f"random subspace rank {k!r} is not between 1 and d_model={d_model}")
+    if outside is not None and outside.shape[0]:
+        comp = complement_basis(outside.double())
+        if comp.shape[0] < k:
+            raise DataError(f"random subspace rank {k} does not fit outside a rank-{outside.shape[0]} subspace "
+                            f"of d_model={d_model} (complement width {comp.shape[0]})")
+        inner = random_subspace(k, comp.shape[0], seed=seed, acts=None if acts is None else acts.double() @ comp.T,
+                                target_variance=target_variance, tol=tol)
+        prov = {**inner.provenance, "outside_rank": int(outside.shape[0])}
+        return Subspace((inner.basis.double() @ comp).float(), "random", provenance=prov)
     gen = torch.Generator().manual_seed(int(seed))
     g = torch.randn(d_model, k, generator=gen, dtype=torch.float64)
     if acts is None or target_variance is None:
         return Subspace(orthonormal_rows(g.T).float(), "random", provenance={"seed": seed, "matched": False})
     if acts.shape[-1] != d_model:
         raise DataError(f"activations have width {acts.shape[-1]}, the subspace d_model is {d_model}")
+    alpha, basis, var = _match_variance(acts, g, target_variance, tol)
+    prov = {"seed": seed, "matched": True, "alpha": alpha, "variance": var, "target_variance": target_variance,
+            "variance_ratio": var / max(target_variance, 1e-30)}
+    return Subspace(basis.float(), "random", provenance=prov)
+
+
+def _match_variance(acts: Tensor, g: Tensor, target: float, tol: float) -> tuple[float, Tensor, float]:
+    """Bisect ``α`` so that ``span(Σ^{α/2} G)`` carries ``target`` variance; ``(α, basis, variance)``.
+
+    An ``α`` whose shaped rows are numerically dependent (a rank-deficient ``Σ`` raised to a large
+    power flattens some directions to 0) is stepped back toward 0, where the rows are ``G``'s own.
+    """
     centred = acts.double() - acts.double().mean(0)
     eigval, eigvec = torch.linalg.eigh(centred.T @ centred / max(1, acts.shape[0] - 1))
     lo, hi = -8.0, 8.0
-    best = (math.inf, 0.0, None)
+    best: tuple[float, float, Tensor | None] = (math.inf, 0.0, None)
     for _ in range(40):
         alpha = (lo + hi) / 2
-        basis = _shaped_basis(eigvec, eigval, g, alpha)
+        try:
+            basis = _shaped_basis(eigvec, eigval, g, alpha)
+        except DataError:
+            lo, hi = (lo, alpha) if alpha > 0 else (alpha, hi)
+            continue
         var = projected_variance(acts, basis)
-        gap = abs(var - target_variance) / max(target_variance, 1e-30)
+        gap = abs(var - target) / max(target, 1e-30)
         if gap < best[0]:
             best = (gap, alpha, basis)
         if gap <= tol:
             break
-        lo, hi = (alpha, hi) if var < target_variance else (lo, alpha)
-    gap, alpha, basis = best
-    var = projected_variance(acts, basis)
-    prov = {"seed": seed, "matched": True, "alpha": alpha, "variance": var, "target_variance": target_variance,
-            "variance_ratio": var / max(target_variance, 1e-30)}
-    return Subspace(basis.float(), "random", provenance=prov)
+        lo, hi = (alpha, hi) if var < target else (lo, alpha)
+    _, alpha, basis = best
+    if basis is None:
+        basis = orthonormal_rows(g.T, "random subspace")
+        alpha = 0.0
+    return alpha, basis, projected_variance(acts, basis)

@@ -17,8 +17,12 @@ effect for the row's unit (``min_proportion``, ``min_layers``, ``min_recovery``,
   answer subspace drops the self-prediction more than a matched random subspace) are all
   positive;
 * **privileged** when the property is read in H without the O answer code (E3 or E6 negative)
-  **and** the model has a self-advantage (E1 self over text-only / third-person / cross
-  predictors, or E3b self-probe over peer-probe on disagreement items, positive);
+  **and** the model has a self-advantage: E1's self-prediction beats *every* outside predictor
+  that was measured (text-only, third-person, cross-model peer; ``advantage = "all"``), or E3b's
+  self-probe beats the peer-probe on disagreement items. Beating only the weakest reader is no
+  evidence of privileged access (a bag-of-words text-only predictor cannot compute "the last word
+  of P", so a model on a public text rule beats it; the zoo's text models did exactly that);
+  ``advantage = "any"`` restores the looser reading for comparison.
 * otherwise **inconclusive**, with the experiments that were missing or disagreed.
 
 **A finding, not a verdict:** *represented but not read out*: the answer is decodable in H (E3
@@ -30,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from innerprobe.core.errors import check_at_least
+from innerprobe.core.errors import check_at_least, check_choice
 from innerprobe.study.evidence import Evidence
 
 POSITIVE, NEGATIVE, UNCLEAR = "positive", "negative", "inconclusive"
@@ -47,6 +51,8 @@ class DecisionConfig:
         min_layers: smallest layer gap that counts (E2: property emerges this many layers after the answer).
         min_recovery: smallest normalised recovery / transplant shift that counts (E4, E5).
         min_logits: smallest logit shift that counts (E8 detection shifts, steering shifts).
+        advantage: ``all``: E1's self-advantage needs every measured outside-predictor row positive
+            (at least one); ``any``: one positive row suffices (the looser, earlier rule).
     """
 
     min_n: int = 20
@@ -54,8 +60,10 @@ class DecisionConfig:
     min_layers: float = 1.0
     min_recovery: float = 0.1
     min_logits: float = 0.5
+    advantage: str = "all"
 
     def __post_init__(self) -> None:
+        check_choice("advantage", self.advantage, ("all", "any"))
         check_at_least("min_n", self.min_n, 1)
         for name in ("min_proportion", "min_layers", "min_recovery", "min_logits"):
             check_at_least(name, getattr(self, name), 0.0)
@@ -138,6 +146,18 @@ def _row(rows: Sequence[Evidence], experiment: str, sub: str) -> Evidence | None
     return next((r for r in rows if r.experiment == experiment and r.sub == sub), None)
 
 
+def e1_advantage(rows: Sequence[Evidence], config: DecisionConfig = DecisionConfig()) -> bool:
+    """Whether E1 shows a self-advantage over outside predictors (``config.advantage``, class docstring).
+
+    The rows read are E1's primary paired comparisons (every sub but "self vs mode baseline")
+    that were measured; a row that did not run neither helps nor blocks.
+    """
+    measured = [r for r in rows if r.experiment == "E1" and r.primary and r.sub != "self vs mode baseline"
+                and r.effect is not None]
+    pos = [reading(r, config)[0] == POSITIVE for r in measured]
+    return bool(pos) and (all(pos) if config.advantage == "all" else any(pos))
+
+
 def decide(rows: Sequence[Evidence], config: DecisionConfig = DecisionConfig(), *, model: str = "M") -> Verdict:
     """The verdict for one model's rows (see the module docstring)."""
     mine = [r for r in rows if r.model == model]
@@ -147,15 +167,15 @@ def decide(rows: Sequence[Evidence], config: DecisionConfig = DecisionConfig(), 
     if ex.get("E3") == POSITIVE and (e1_mode is None or reading(e1_mode, config)[0] != POSITIVE):
         findings.append("represented but not read out: the object answer is decodable in H (E3 transfer above "
                         "control) while self-prediction is not above its mode baseline (E1)")
-    e1_adv = [r for r in mine if r.experiment == "E1" and r.primary and r.sub != "self vs mode baseline"]
-    advantage = any(reading(r, config)[0] == POSITIVE for r in e1_adv) or ex.get("E3b") == POSITIVE
+    e1_adv = e1_advantage(mine, config)
+    advantage = e1_adv or ex.get("E3b") == POSITIVE
     if all(ex.get(e) == POSITIVE for e in SELF_SIM):
         return Verdict(model, "self-simulation", "E2, E3, E5 and E6 all positive", ex, findings)
     no_code = [e for e in ("E3", "E6") if ex.get(e) == NEGATIVE]
     if no_code and advantage:
         return Verdict(model, "privileged",
                        f"{' and '.join(no_code)} negative (no O answer code in H) and a self-advantage "
-                       f"({'E1' if any(reading(r, config)[0] == POSITIVE for r in e1_adv) else 'E3b'})", ex, findings)
+                       f"({'E1' if e1_adv else 'E3b'})", ex, findings)
     missing = [e for e in SELF_SIM if ex.get(e) != POSITIVE]
     why = (f"self-simulation needs E2, E3, E5, E6 positive; not positive: {', '.join(missing)}. "
            f"privileged needs E3/E6 negative ({'yes' if no_code else 'no'}) and an E1/E3b self-advantage "
@@ -163,4 +183,4 @@ def decide(rows: Sequence[Evidence], config: DecisionConfig = DecisionConfig(), 
     return Verdict(model, "inconclusive", why, ex, findings)
 
 
-__all__ = ["DecisionConfig", "Verdict", "decide", "experiment_readings", "read_rows", "reading"]
+__all__ = ["DecisionConfig", "Verdict", "decide", "e1_advantage", "experiment_readings", "read_rows", "reading"]

@@ -17,7 +17,8 @@ exactly the items that were scored (object-compliant, value inside the label set
 
 Each comparison is a paired difference over the same items (bootstrap CI, exact McNemar p); the
 rule reads the differences (their control is 0) and shows the two sides in a secondary row. A
-self-advantage over text-only, third-person or the peer is the E1 evidence for privileged access.
+self-advantage over every measured outside predictor (text-only, third-person, the peer) is the E1
+evidence for privileged access (`DecisionConfig.advantage`).
 """
 
 from __future__ import annotations

@@ -39,7 +39,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import torch
 from jaxtyping import Float
 from torch import Tensor
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
@@ -128,28 +127,19 @@ def _verdict(route: str, mode: Estimate, self_acc: Estimate, drop: PairedDiff, e
     return ok, f"{head}; drop CI high {drop.diff.ci_high:.3f} (< {cfg.max_direct_drop} needed)"
 
 
-def complement(basis: Float[Tensor, "k d"]) -> Float[Tensor, "m d"]:
-    """Orthonormal rows spanning the orthogonal complement of ``span(basis)`` (``m = d - k``)."""
-    d = basis.shape[1]
-    proj = torch.eye(d, dtype=torch.float64) - basis.double().T @ basis.double()
-    eigval, eigvec = torch.linalg.eigh(proj)
-    return eigvec[:, eigval > 0.5].T.float()
-
-
 def _random_like(basis: Float[Tensor, "k d"], acts: Float[Tensor, "n d"], seed: int) -> Float[Tensor, "k d"]:
-    """A random basis of ``basis``'s rank in its orthogonal complement, variance-matched on ``acts``
-    as far as the complement allows (module docstring); the whole space when the complement is
-    smaller than the rank; Haar where ``acts`` are too degenerate."""
+    """A random basis of ``basis``'s rank outside ``span(basis)``, variance-matched on ``acts`` as far
+    as the complement allows (module docstring); from the whole space when the complement is
+    narrower than the rank; Haar where ``acts`` are too degenerate to shape a basis."""
     k, d = basis.shape
     if k == 0:
         return basis
-    comp = complement(basis) if 2 * k <= d else torch.eye(d)
+    outside = basis if 2 * k <= d else None
     try:
-        sub = random_subspace(k, comp.shape[0], seed=seed, acts=acts.float() @ comp.T,
-                              target_variance=projected_variance(acts, basis)).basis
+        return random_subspace(k, d, seed=seed, acts=acts, target_variance=projected_variance(acts, basis),
+                               outside=outside).basis
     except DataError:  # H's residual at h_last spans fewer dimensions than the rank (e.g. one token)
-        sub = random_subspace(k, comp.shape[0], seed=seed).basis
-    return sub @ comp
+        return random_subspace(k, d, seed=seed, outside=outside).basis
 
 
 def run_zoo_check(zoo: ZooModel | str | Path, cfg: CheckConfig = CheckConfig()) -> ZooCheckResult:
