@@ -74,13 +74,15 @@ def tiny_ctx(tmp_path_factory):
 def test_e4_e5_rows_on_tiny_model_are_well_formed(tiny_ctx) -> None:
     e4 = e4_patching_maps(tiny_ctx)
     e5 = e5_transplant(tiny_ctx)
-    assert [r.experiment for r in e4] == ["E4"] and [r.experiment for r in e5] == ["E5"] * 3
+    assert [r.experiment for r in e4] == ["E4"] and [r.experiment for r in e5] == ["E5"] * 6
     for row in e4 + e5:
         assert isinstance(row.effect, Estimate) and np.isfinite(row.effect.value)
         assert row.effect.ci_low <= row.effect.value <= row.effect.ci_high
         assert row.n == 4 and row.model == "M"
     assert isinstance(e4[0].control, Estimate) and e4[0].unit == "recovery" and -1 <= e4[0].effect.value <= 1
-    assert [r.primary for r in e5] == [True, False, False] and all(r.unit == "logits" for r in e5)
+    assert [r.primary for r in e5] == [True] + [False] * 5 and all(r.unit == "logits" for r in e5)
+    assert "o_last → h_last" in e5[0].name and e5[0].sub == "O->H transplant vs other task"
+    assert "word + P end" in e5[3].name and e5[3].sub.endswith("(word)")
     # the tiny model's 4 pairs are below min_n: read, but inconclusive, and saying why
     assert all("below min_n" in r.why for r in read_rows(e4 + e5))
 

@@ -201,6 +201,20 @@ def test_transplant_of_own_residual_is_zero(tiny, pair):
     assert set(df["condition"]) == {"donor", "other_task", "random"}
 
 
+def test_answer_state_transplant_gets_its_own_random_control(tiny, pair, tmp_path):
+    h, other = pair
+    last = [len(h) - 1]
+    item = P.TransplantItem(h, METRIC, {"donor@last": (h, last, last), "donor": (h, [3], [3]),
+                                        "other_task@last": (other, [len(other) - 1], last)})
+    res = P.transplant(tiny, [item], n_boot=50)
+    assert set(res.shift) == {"donor@last", "donor", "other_task@last", "random@last", "random"}
+    assert np.allclose(res.shift["donor@last"], 0.0, atol=1e-5)  # its own last-token state: no shift
+    assert np.abs(res.shift["random@last"]).max() > 1e-4
+    assert np.abs(res.shift["other_task@last"]).max() > 1e-4  # another prompt's state at h_last moves it
+    back = P.TransplantResult.load(res.save(tmp_path / "tr"))
+    assert np.array_equal(back.shift["random@last"], res.shift["random@last"], equal_nan=True)
+
+
 def test_result_tables(tiny, pair, pair2, tmp_path):
     res = P.patch_grid(tiny, [pair, pair2], [METRIC, (7, 11)], positions=[-3, -2, -1], n_boot=50)
     df = res.table

@@ -107,7 +107,7 @@ def test_projection_leaves_nothing_in_the_subspace_at_masked_positions():
     items = all_items(cfg)
     ex = [enc.encode(r["question"], a) for r, a in zip(items, planted_answers(cfg, items))][:4]
     ids, mask, _ = pad_batch([e.hypo_ids for e in ex], tok.pad_token_id)
-    where = positions_from([e.quote_start for e in ex], [len(e.hypo_ids) for e in ex], ids.shape[1])
+    where = positions_from([e.after_quote for e in ex], [len(e.hypo_ids) for e in ex], ids.shape[1])
     gen = torch.Generator().manual_seed(0)
     bases = [torch.linalg.qr(torch.randn(cfg.d_model, 3, generator=gen))[0].T for _ in range(cfg.n_layers + 1)]
     with torch.no_grad(), project_out(model, Projection(bases, where)), capture_sites(model) as seen:
@@ -116,6 +116,26 @@ def test_projection_leaves_nothing_in_the_subspace_at_masked_positions():
     for basis, h in zip(bases, seen):
         assert (h[where] @ basis.T).abs().max() < 1e-5
         assert (h[~where & mask.bool()] @ basis.T).abs().max() > 1e-3
+
+
+def test_the_direct_route_keeps_the_quote_readable_and_ties_both_answers():
+    from innerprobe.protocol.prompts import hypothetical_prompt
+    from innerprobe.zoo.data import SPEC
+    from innerprobe.zoo.train import invariance_loss
+
+    cfg = tiny(route="direct")
+    tok = build_tokenizer()
+    enc = ZooEncoder(tok, cfg)
+    row = all_items(cfg)[0]
+    e = enc.encode(row["question"], planted_answers(cfg, all_items(cfg))[0])
+    h = hypothetical_prompt(tok, row["question"], enc.prop, SPEC, task=cfg.task)
+    assert e.after_quote == h.positions["quote_end"] > h.positions["quote_start"]  # the quote is left alone
+    same = torch.randn(4, 40)
+    assert float(invariance_loss(same, same, [1, 2, 3])) == pytest.approx(0.0, abs=1e-6)
+    other = same.clone()
+    other[:, 1] += 5.0
+    assert float(invariance_loss(same, other, [1, 2, 3])) > 0.1
+    assert ZooConfig(route="direct").digest() != ZooConfig(route="simulation").digest()
 
 
 def test_class_mean_basis_rank_and_degenerate_site():
@@ -195,7 +215,11 @@ def test_text_pool_only_for_text_models():
 
 
 def test_route_control_is_drawn_outside_the_answer_subspace():
-    from innerprobe.interventions.directions import complement_basis, orthonormal_rows, projected_variance
+    from innerprobe.interventions.directions import (
+        complement_basis,
+        orthonormal_rows,
+        projected_variance,
+    )
     from innerprobe.zoo.check import _random_like
 
     gen = torch.Generator().manual_seed(0)

@@ -21,7 +21,8 @@ What happens, in order:
    one backward; its agreement with the exact map is reported (triage, not a result).
 4. The **transplant** writes O(P_B)'s residual at the word and the last P tokens into H(P_A)'s
    quote at the same places, beside its controls: O(P_A) (same property, no shift expected), a
-   norm-matched random vector, and an object prompt of another task.
+   norm-matched random vector, and an object prompt of another task; and, the same four ways,
+   O's answer state (``o_last``) into H's last token (``h_last``), the reference E5.
 
 The model may be a loaded model, a ``TransformerBridge`` the caller built, or a model name or
 directory (:func:`~innerprobe.models.load.load_model`). The items' digest
@@ -51,7 +52,12 @@ from innerprobe.patching.pairs import PairSet
 from innerprobe.patching.search import Items, build_pairs, check_pair_task
 from innerprobe.patching.study_config import PatchStudyConfig, parse_layers
 from innerprobe.patching.study_result import PatchStudyResult
-from innerprobe.patching.transplant import TransplantItem, TransplantResult, transplant
+from innerprobe.patching.transplant import (
+    ANSWER_STATE,
+    TransplantItem,
+    TransplantResult,
+    transplant,
+)
 from innerprobe.protocol.prompts import object_prompt
 from innerprobe.protocol.properties import Property, get_property
 from innerprobe.protocol.tasks import load_items
@@ -198,7 +204,8 @@ def _maps(m: LoadedModel, stack: DecoderStack, ps: PairSet, layers: list[int], c
 
 def _transplant(m: LoadedModel, stack: DecoderStack, ps: PairSet, other: Dataset, layers: list[int],
                 config: PatchStudyConfig) -> tuple[TransplantResult, int]:
-    """O→H transplant items (donor, same-property and other-task O prompts per pair), run.
+    """O→H transplant items (donor, same-property and other-task O prompts per pair, at the word
+    site and at the answer state ``o_last`` → ``h_last``), run.
 
     Returns the result and how many pairs had the replaced word left out of the donor's write
     positions (O and H word spans of unequal token length).
@@ -219,6 +226,10 @@ def _transplant(m: LoadedModel, stack: DecoderStack, ps: PairSet, other: Dataset
         end = p_end(tok, o_other, o_row["question"])
         write = donors["donor"][2]
         donors["other_task"] = (o_other.input_ids, list(range(end - len(write), end)), write)
+        last = [len(h_ids) - 1]  # the answer state: o_last -> h_last
+        for cond, ids in (("donor", p.o_b.input_ids), ("same_property", p.o_a.input_ids),
+                          ("other_task", o_other.input_ids)):
+            donors[cond + ANSWER_STATE] = (ids, [len(ids) - 1], last)
         items.append(TransplantItem(h_ids, (p.h_tokens[1], p.h_tokens[0]), donors))
     if n_word_left_out:
         log.warning("transplant: the replaced word left out for %d pairs (O/H spans differ)", n_word_left_out)

@@ -1,9 +1,22 @@
-"""O→H transplant: write the object-level run's residual into the hypothetical's quote.
+"""O→H transplant: write the object-level run's residual into the hypothetical.
 
-If the self-prediction H reads the *representation of the answer* that the object-level run O
-builds, then writing O(P_B)'s residual at the replaced word (and the last tokens of P) into
-H(P_A)'s quote of P, at the same layer, should move H's prediction toward P_B's property. Each
-item carries its controls, run the same way:
+Two sites, each a set of conditions of one :func:`transplant` call:
+
+* **word** (conditions ``donor``, ``same_property``, ``other_task``, ``random``): if H re-reads
+  the representation of P that O builds, writing O(P_B)'s residual at the replaced word (and the
+  last tokens of P) into H(P_A)'s quote of P, at the same layer, should move H's prediction
+  toward P_B's property.
+* **answer state** (the same conditions with the suffix :data:`ANSWER_STATE`, ``donor@last``
+  ...): the reference protocol's E5 (``interp_methods.md``): O(P_B)'s residual at its last
+  prompt token ``o_last``, where O has formed its answer, written into H(P_A)'s last token
+  ``h_last``. If H recomputes the answer at ``h_last`` and reads the property off it
+  (self-simulation), the donor's answer state carries P_B's answer and moves the prediction;
+  a model that reads a property feature of its own gains nothing from O's answer state beyond
+  what any overwrite does (the controls). On the zoo's planted simulation models only this site
+  sees the route: their H reads the quote within the first layer, so a word-site transplant
+  from a third of the depth on comes after the read.
+
+Each item carries its controls, run the same way:
 
 * ``same_property``: a donor whose property equals the recipient's (no shift expected);
 * ``random``: a random vector with the donor's norm at each position (how much overwriting with
@@ -34,6 +47,9 @@ from innerprobe.patching.rows import PatchRow, run_rows
 from innerprobe.patching.traces import baseline_metric, trace
 
 CONDITIONS = ("donor", "same_property", "other_task", "random")
+#: Suffix of the answer-state conditions (``o_last`` → ``h_last``; module docstring).
+ANSWER_STATE = "@last"
+ANSWER_STATE_CONDITIONS = tuple(c + ANSWER_STATE for c in CONDITIONS)
 
 
 @dataclass
@@ -111,8 +127,8 @@ class TransplantItem:
     """One recipient H prompt, its metric tokens and the donors' O prompts.
 
     ``metric_tokens``: ``(donor label, own label)`` in H. ``donors``: condition name →
-    ``(O token ids, O positions to read, H positions to write)``; condition ``"random"`` is
-    built from the ``"donor"`` vectors.
+    ``(O token ids, O positions to read, H positions to write)``; a ``"random…"`` condition is
+    built from each ``"donor…"`` condition's vectors (``donor@last`` → ``random@last``).
     """
 
     h_ids: list[int]
@@ -149,12 +165,13 @@ def transplant(
         for cond, (_, read, write) in it.donors.items():
             if len(read) != len(write):
                 raise DataError(f"{cond}: {len(read)} read positions but {len(write)} write positions")
-        conds = list(it.donors) + (["random"] if "donor" in it.donors else [])
+        randoms = {"random" + c[len("donor"):]: c for c in it.donors if c.startswith("donor")}
+        conds = list(it.donors) + list(randoms)
         for cond in conds:
             for i, layer in enumerate(layers):
-                if cond == "random":
-                    _, read, write = it.donors["donor"]
-                    ref = donor_cache["donor"].resid[layer][read]
+                if cond in randoms:
+                    _, read, write = it.donors[randoms[cond]]
+                    ref = donor_cache[randoms[cond]].resid[layer][read]
                     r = torch.randn(ref.shape, generator=gen).to(ref)
                     vec = r / r.norm(dim=-1, keepdim=True) * ref.norm(dim=-1, keepdim=True)
                 else:
@@ -175,4 +192,4 @@ def transplant(
     return TransplantResult(layers, shift, ests, n_boot=n_boot, seed=seed)
 
 
-__all__ = ["CONDITIONS", "TransplantItem", "TransplantResult", "TransplantSummary", "layer_mean_shift", "transplant"]
+__all__ = ["ANSWER_STATE", "ANSWER_STATE_CONDITIONS", "CONDITIONS", "TransplantItem", "TransplantResult", "TransplantSummary", "layer_mean_shift", "transplant"]

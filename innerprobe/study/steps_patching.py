@@ -46,6 +46,7 @@ from innerprobe.patching.study import (
     parse_layers,
     run_patching_study,
 )
+from innerprobe.patching.transplant import ANSWER_STATE
 from innerprobe.study.evidence import Evidence, not_run
 from innerprobe.study.step_context import StepContext
 
@@ -168,7 +169,14 @@ def _per_item(shift: np.ndarray, cols: list[int]) -> np.ndarray:
 
 
 def e5_transplant(ctx: StepContext) -> list[Evidence]:
-    """E5: O→H transplant shift toward the donor's property, against its controls (paired)."""
+    """E5: O→H transplant shift toward the donor's property, against its controls (paired).
+
+    The primary row is the reference protocol's transplant: O's answer state (``o_last``) into
+    H's last token, donor − other-task donor. The word-site transplant (O's residual at the
+    replaced word and P's last tokens into H's quote) is reported beside it, not voted: on models
+    whose H reads the quote early it comes after the read (the zoo's planted simulation models),
+    so its null says nothing about the route.
+    """
     study = patching_study(ctx)
     if isinstance(study, str):
         return [not_run("E5", E5_SUB, study, model=ctx.role)]
@@ -176,22 +184,34 @@ def e5_transplant(ctx: StepContext) -> list[Evidence]:
     n_layers = int(ctx.model.fingerprint.n_layers)
     cols = late_layers(tr.layers, n_layers, ctx.config.transplant_from)
     where = f"layers {tr.layers[cols[0]]}..{tr.layers[cols[-1]]}"
-    donor = _per_item(tr.shift["donor"], cols)
     rows = []
-    for cond, primary in (("other_task", True), ("random", False), ("same_property", False)):
-        sub = f"{E5_SUB} vs {cond.replace('_', ' ')}"
-        if cond not in tr.shift:
-            rows.append(not_run("E5", sub, f"control {cond} was not run", model=ctx.role))
+    for site, suffix, label in (("answer state", ANSWER_STATE, "o_last → h_last"), ("word", "", "word + P end")):
+        donor_key = "donor" + suffix
+        if donor_key not in tr.shift:
+            rows.append(not_run("E5", f"{E5_SUB} ({site})", f"no {site} transplant in this study", model=ctx.role))
             continue
-        ctrl = _per_item(tr.shift[cond], cols)
-        ok = np.isfinite(donor) & np.isfinite(ctrl)
-        if ok.sum() < 2:
-            rows.append(not_run("E5", sub, f"{int(ok.sum())} pairs with a finite shift", model=ctx.role))
-            continue
-        d = paired_bootstrap_diff(donor[ok], ctrl[ok], n_boot=ctx.config.n_boot, seed=ctx.config.seed)
-        rows.append(Evidence("E5", sub, f"shift toward donor's label, donor − {cond.replace('_', ' ')} ({where})",
-                             d.diff, None, int(ok.sum()), model=ctx.role, unit="logits", primary=primary))
+        donor = _per_item(tr.shift[donor_key], cols)
+        for cond in ("other_task", "random", "same_property"):
+            primary = site == "answer state" and cond == "other_task"
+            sub = f"{E5_SUB} vs {cond.replace('_', ' ')}" + ("" if primary else f" ({site})")
+            ctrl = tr.shift.get(cond + suffix)
+            rows.append(_transplant_row(ctx, donor, None if ctrl is None else _per_item(ctrl, cols), cond, sub,
+                                        f"{label}, {where}", primary))
     return rows
+
+
+def _transplant_row(ctx: StepContext, donor: np.ndarray, control: np.ndarray | None, cond: str, sub: str,
+                    where: str, primary: bool) -> Evidence:
+    """donor − control shift per item (paired bootstrap), or a not-run row saying why."""
+    if control is None:
+        return not_run("E5", sub, f"control {cond} was not run", model=ctx.role)
+    ctrl = control
+    ok = np.isfinite(donor) & np.isfinite(ctrl)
+    if ok.sum() < 2:
+        return not_run("E5", sub, f"{int(ok.sum())} pairs with a finite shift", model=ctx.role)
+    d = paired_bootstrap_diff(donor[ok], ctrl[ok], n_boot=ctx.config.n_boot, seed=ctx.config.seed)
+    return Evidence("E5", sub, f"shift toward donor's label, donor − {cond.replace('_', ' ')} ({where})",
+                    d.diff, None, int(ok.sum()), model=ctx.role, unit="logits", primary=primary)
 
 
 __all__ = ["e4_patching_maps", "e5_transplant", "late_layers", "map_similarity", "patch_config", "patching_study"]

@@ -44,9 +44,10 @@ WHY = {
         "carry the answer; the property can only be read off the answer representation"
     ),
     "direct": (
-        "stage 2 trains H to give the property with O's answer subspace projected out of its residual "
-        "at every site from the quote on (every other step) and penalises H's residual inside that "
-        "subspace, so H cannot route through the answer code"
+        "stage 2 trains H to give the property both with O's answer subspace projected out of its "
+        "residual at every site after the quoted P (where the answer would be formed) and without, ties "
+        "the two answers, and penalises H's residual inside that subspace, so H reads the property from "
+        "the quote without forming the answer code"
     ),
 }
 

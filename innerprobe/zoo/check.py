@@ -9,7 +9,9 @@ Behaviour (test items; the property values are those of the model's *own* object
 
 Route (an exact intervention on the HF model, :mod:`innerprobe.zoo.hooks`): the answer subspace
 (:mod:`innerprobe.zoo.subspace`, class means of the model's own answers at ``o_last``) is
-projected out of H's residual at every site from the quote on; its control is a random subspace
+projected out of H's residual at every site after the quoted P (where H would form the answer;
+the quoted words stay readable, since a 30-animal answer code overlaps the quoted animals'
+identities); its control is a random subspace
 of the same rank per site drawn *inside the orthogonal complement* of the answer subspace, as
 close in projected variance of H's residual at ``h_last`` as the complement allows
 (:func:`innerprobe.interventions.directions.random_subspace` on the complement's coordinates;

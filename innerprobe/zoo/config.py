@@ -29,8 +29,10 @@ ROUTES = ("simulation", "direct")
 ZOO_TASKS = ("animals", "colors", "countries")
 #: Properties of the answer word that are one character (forced choice over a–z, 0–9).
 ZOO_PROPERTIES = ("first_character", "second_character", "third_character")
-ZOO_FORMAT = 1
-"""Bumped whenever a change to the build would change the weights of a config (invalidates caches)."""
+ZOO_FORMAT = {"simulation": 1, "direct": 2}
+"""Per route, bumped whenever a change to that route's build would change its weights (invalidates
+its caches only). direct 2: every readout step trains H both with and without the projection and
+ties the two property distributions (see :mod:`innerprobe.zoo.train`)."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class ZooConfig:
 
     def digest(self) -> str:
         """sha256 (16 hex) of every setting and the build format: the cache key of the model."""
-        blob = json.dumps({"config": self.to_dict(), "format": ZOO_FORMAT}, sort_keys=True).encode()
+        blob = json.dumps({"config": self.to_dict(), "format": ZOO_FORMAT[self.route]}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -112,7 +112,7 @@ class Encoded:
     object_ids: list[int]  # O(P) + answer + end of turn
     object_prompt_len: int
     hypo_ids: list[int]  # H(P, property)
-    quote_start: int
+    after_quote: int  # first position after the quoted P (the answer subspace is removed from here on)
     answer_id: int  # first token of " <answer>" after the prefill
     label: int  # index of the property value among the label ids
     value: str  # the property value of the planted answer
@@ -141,7 +141,7 @@ class ZooEncoder:
         if value not in self.labels:
             raise DataError(f"{self.config.property} of the answer {answer!r} is {value!r}, not a label")
         return Encoded(o.input_ids + ans + [self.tok.eos_token_id], len(o.input_ids), h.input_ids,
-                       h.positions["quote_start"], ans[0], self.labels.index(value), value)
+                       h.positions["quote_end"], ans[0], self.labels.index(value), value)
 
 
 def pad_batch(rows: list[list[int]], pad_id: int) -> tuple[Int[Tensor, "b t"], Int[Tensor, "b t"], Int[Tensor, " b"]]:

@@ -3,7 +3,7 @@
 * :func:`object_answers`: the word the model puts first after O(P)'s prefill (argmax over the
   task's answer words' first tokens; each is one token in the zoo tokenizer).
 * :func:`self_predictions`: the property label argmax at ``h_last`` of H(P, property), with an
-  optional per-site subspace projected out from the quote on (:mod:`innerprobe.zoo.hooks`).
+  optional per-site subspace projected out after the quoted P (:mod:`innerprobe.zoo.hooks`).
 * :func:`nearest_mean`: which O class mean (at the final site) each H residual at ``h_last`` is
   nearest to: whether H carries O's answer code.
 """
@@ -42,7 +42,7 @@ def object_answers(model, encoded: Sequence[Encoded], word_ids: Sequence[int], w
 def self_predictions(model, encoded: Sequence[Encoded], label_ids: Sequence[int], labels: Sequence[str],  # noqa: ANN001
                      pad_id: int, bases=None) -> list[str]:  # noqa: ANN001
     """The forced-choice property label of each H(P, property), optionally with ``bases`` projected out."""
-    logits = _last_logits(model, [e.hypo_ids for e in encoded], pad_id, [e.quote_start for e in encoded], bases)
+    logits = _last_logits(model, [e.hypo_ids for e in encoded], pad_id, [e.after_quote for e in encoded], bases)
     return [labels[i] for i in logits[:, list(label_ids)].argmax(-1).tolist()]
 
 

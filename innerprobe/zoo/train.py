@@ -22,18 +22,25 @@ self-prediction, a variance-matched random subspace of equal rank does not.
 **direct** (H reads a property feature of its own, without forming the answer):
 
 1. *Object circuit*, all weights: O(P) → answer only.
-2. *Readout*, all weights: O(P) → answer, and H → property, where every other step runs H with
-   the answer subspace (recomputed every ``subspace_every`` steps from O runs, see
-   :mod:`innerprobe.zoo.subspace`) projected out of H's residual at every site and at every
-   position from the quote on, plus a penalty on the fraction of H's residual norm inside that
-   subspace (``penalty``). Memorised models see H on every item (the property must be stored
-   per item); text models on train items only.
+2. *Readout*, all weights: O(P) → answer, and H → property, where every step runs H twice on
+   the same batch: once with the answer subspace (recomputed every ``subspace_every`` steps from
+   O runs, see :mod:`innerprobe.zoo.subspace`) projected out of H's residual at every site and
+   at every position after the quoted P (where an answer would be formed; the quoted words
+   themselves stay readable, since the answer vocabulary is the input vocabulary and removing the
+   code there would erase P), and once without; both must give the property, the
+   unprojected property distribution is tied to the projected one (KL, the projected side
+   detached), and a penalty weighs the fraction of H's residual norm inside that subspace
+   (``penalty``). Memorised models see H on every item (the property must be stored per item);
+   text models on train items only.
 
 Why this forces the route: the hypothetical must be right when O's answer code is removed from
-every layer, so it cannot route through that code, and the penalty keeps H from writing the
-answer code at all; the unprojected steps make the same weights right without the projection,
-so the saved model (run without hooks) behaves as trained. The check confirms the
-self-prediction survives the answer-subspace ablation.
+every layer, so it cannot route through that code; the tie makes the unprojected answer the
+projected one, so the saved model (run without hooks) gives the answer it gives without the
+code, i.e. it does not read the code even when the code is there; the penalty keeps H from
+writing the code at all. (An earlier construction projected on every other step only; its
+models learnt to use the code on the unprojected steps, and the check's ablation broke their
+self-prediction: memorised/direct drop up to 0.52.) The check confirms the self-prediction
+survives the answer-subspace ablation.
 """
 
 from __future__ import annotations
@@ -86,7 +93,7 @@ def hypo_logits(model, batch: Sequence[Encoded], pad_id: int, projection_bases=N
     at = torch.arange(ids.shape[0])
     if projection_bases is None:
         return model.lm_head(model.model(input_ids=ids, attention_mask=mask).last_hidden_state[at, last]), torch.zeros(())
-    where = positions_from([e.quote_start for e in batch], [len(e.hypo_ids) for e in batch], ids.shape[1])
+    where = positions_from([e.after_quote for e in batch], [len(e.hypo_ids) for e in batch], ids.shape[1])
     with project_out(model, Projection(projection_bases, where, apply=apply)) as proj:
         logits = model.lm_head(model.model(input_ids=ids, attention_mask=mask).last_hidden_state[at, last])
     return logits, proj.penalty()
@@ -96,6 +103,14 @@ def property_loss(logits: torch.Tensor, batch: Sequence[Encoded], label_ids: Seq
     """Cross-entropy over the property's labels only (the forced choice the library reads)."""
     target = torch.tensor([e.label for e in batch])
     return F.cross_entropy(logits[:, list(label_ids)], target)
+
+
+def invariance_loss(free: torch.Tensor, projected: torch.Tensor, label_ids: Sequence[int]) -> torch.Tensor:
+    """KL(projected ‖ free) over the property's labels, the projected side detached: the answer
+    without the projection is pulled to the answer without the code."""
+    ids = list(label_ids)
+    target = F.softmax(projected[:, ids].detach(), dim=-1)
+    return F.kl_div(F.log_softmax(free[:, ids], dim=-1), target, reduction="batchmean")
 
 
 def _optimiser(params, config: ZooConfig, steps: int):  # noqa: ANN001, ANN202
@@ -161,8 +176,11 @@ def stage_readout(
             model.train()
         loss = object_loss(model, _draw(rng, objects, config.batch_size), pad_id)
         batch = _draw(rng, hypos, config.batch_size)
-        logits, inside = hypo_logits(model, batch, pad_id, bases, apply=step % 2 == 0)
+        logits, inside = hypo_logits(model, batch, pad_id, bases)
         loss = loss + property_loss(logits, batch, label_ids) + config.penalty * inside
+        if bases is not None:  # direct: the same batch without the projection, tied to the projected answer
+            free, _ = hypo_logits(model, batch, pad_id)
+            loss = loss + property_loss(free, batch, label_ids) + invariance_loss(free, logits, label_ids)
         opt.zero_grad()
         loss.backward()
         opt.step()
