@@ -138,6 +138,10 @@ def test_e6_on_the_own_answer_store_keeps_an_unreadable_drop_out_of_the_vote(tin
     subs = {r.sub for r in rows}
     assert {"O ablation (confirms the subspace is the answer code)",
             "control question (needs no answer; should not drop)"} <= subs
+    # the reference's arm (from the quote on) is measured beside the voted one (after the quote), never voted
+    quote_on = [r for r in rows if r.sub == "answer-subspace ablation (quote_onward)"]
+    assert len(quote_on) == 2 and not any(r.primary for r in quote_on) and "H quote_onward" in quote_on[0].name
+    assert "H after_quote" in drop.name
 
 
 def test_an_unreadable_ablation_is_not_voted():

@@ -89,6 +89,10 @@ def test_named_spans_follow_each_rows_prompt(tiny, items):
         _logits(tiny, rows)
     for p in prompts:
         assert log.touched(0, 1, p.input_ids) == list(range(p.positions["quote_start"], p.positions["quote_end"]))
+    with intervene(tiny, Intervention(AddVector(v, 1.0), layers=(1,), positions="after_quote"), prompts=prompts) as log:
+        _logits(tiny, rows)
+    for p in prompts:  # everything after the quoted P, through the last prompt token; none of P
+        assert log.touched(0, 1, p.input_ids) == list(range(p.positions["quote_end"], len(p.input_ids)))
     with intervene(tiny, Intervention(AddVector(v, 1.0), layers=(1,), positions=BeforePrefill()), prompts=prompts) as log:
         _logits(tiny, rows)
     assert log.touched(0, 1, rows[0]) == list(range(prompts[0].positions["prefill_start"]))

@@ -114,8 +114,9 @@ def test_the_shipped_zoo_study_is_the_default_with_its_build():
     from pathlib import Path
 
     cfg = load_zoo_study(Path(__file__).parents[1] / "experiments" / "zoo_study.toml")
-    assert cfg == ZooStudyConfig(build={"object_steps": 1500, "readout_steps": 600, "d_model": 64, "n_layers": 3})
-    assert len(cfg.grid()) == 8 and cfg.peer_seed(0) == 1 and cfg.peer_seed(1) == 0 and cfg.held_out == (0, 1)
+    assert cfg == ZooStudyConfig(seeds=(0, 1, 2), held_out_seeds=(2,),
+                                 build={"object_steps": 1500, "readout_steps": 600, "d_model": 64, "n_layers": 3})
+    assert len(cfg.grid()) == 12 and cfg.peer_seed(0) == 1 and cfg.peer_seed(2) == 0 and cfg.held_out == (2,)
 
 
 @pytest.fixture(scope="module")

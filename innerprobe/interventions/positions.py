@@ -22,6 +22,9 @@ Selectors (each a small frozen dataclass with a ``select`` method):
 ``FromSpan(name)``     ``t >= start`` of a named span, through generation: ``"quote_onward"`` is
                        the quoted P and everything after it up to ``h_last`` (where an ablation
                        of what H reads from P must act)
+``AfterSpan(name)``    ``t >= end`` of a named span, through generation: ``"after_quote"`` is
+                       everything after the quoted P up to ``h_last`` (where H would form an
+                       answer once it has read P; P's own tokens are left alone)
 ``BeforePrefill()``    ``t < prefill_start``: retroactively, every token before the assistant
                        prefill ("Answer:"), leaving the prefill and what follows unsteered
 =====================  =====================================================================
@@ -172,6 +175,28 @@ class FromSpan(Selector):
 
 
 @dataclass(frozen=True)
+class AfterSpan(Selector):
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.name not in SPAN_NAMES:
+            raise DataError(f"unknown span {self.name!r}; valid spans: {', '.join(SPAN_NAMES)}")
+
+    def select(self, t: Int[Tensor, " seq"], row: RowContext) -> Bool[Tensor, " seq"]:
+        end_key = SPAN_NAMES[self.name][1]
+        if end_key not in row.positions:
+            raise DataError(
+                f"AfterSpan({self.name!r}) needs the row's prompt position {end_key}: pass the Prompt objects "
+                f"to intervene(..., prompts=...) (known: {sorted(row.positions)})"
+            )
+        return t >= row.positions[end_key]
+
+    @property
+    def label(self) -> str:
+        return f"after_span({self.name})"
+
+
+@dataclass(frozen=True)
 class BeforePrefill(Selector):
     def select(self, t: Int[Tensor, " seq"], row: RowContext) -> Bool[Tensor, " seq"]:
         if "prefill_start" not in row.positions:
@@ -181,7 +206,8 @@ class BeforePrefill(Selector):
 
 NAMED: dict[str, Selector] = {
     "all": All(), "prompt": Prompt(), "generation": Generation(), "last": Last(),
-    "quote": Span("quote"), "quote_onward": FromSpan("quote"), "before_prefill": BeforePrefill(),
+    "quote": Span("quote"), "quote_onward": FromSpan("quote"), "after_quote": AfterSpan("quote"),
+    "before_prefill": BeforePrefill(),
 }
 
 
@@ -205,6 +231,6 @@ def as_selector(spec: Selector | str | int | tuple[int, int] | range) -> Selecto
 
 
 __all__ = [
-    "All", "BeforePrefill", "From", "FromSpan", "Generation", "Last", "NAMED", "Prompt", "Range", "RowContext",
+    "AfterSpan", "All", "BeforePrefill", "From", "FromSpan", "Generation", "Last", "NAMED", "Prompt", "Range", "RowContext",
     "SPAN_NAMES", "Selector", "Single", "Span", "as_selector",
 ]

@@ -15,7 +15,9 @@ primary row rests on exactly enough trials to be read.
 
 * **E6** (:func:`~innerprobe.interventions.ablation.run_ablation`): the self-prediction's drop
   when the answer subspace (rank ``classes − 1``, from the middle layer on, mean ablation) is
-  projected out, minus its drop under a random subspace of equal rank and matched variance.
+  projected out of H after the quoted P, minus its drop under a random subspace of equal rank
+  drawn outside it and matched in variance (the reference's ablation from the quote on is
+  reported beside it; :func:`e6_ablation` says why it is not the voted one).
   Secondary: the same in O (the subspace must break O's own answer, else an H null says
   nothing) and on the control question that needs no answer (should not drop). The drop is
   voted only when it can be read: when the unablated self-prediction is not above its mode
@@ -65,19 +67,42 @@ def _n(ctx: StepContext, cap: int) -> int:
     return min(ctx.n, cap)
 
 
+#: E6's two arms: where in H the answer subspace is removed, and whether the arm is voted.
+E6_ARMS = (("after_quote", True), ("quote_onward", False))
+
+
 def e6_ablation(ctx: StepContext) -> list[Evidence]:
-    """E6: self-prediction drop under answer-subspace ablation vs a matched random subspace."""
+    """E6: self-prediction drop under answer-subspace ablation vs a matched random subspace.
+
+    Two arms, the same subspaces and items. The voted one removes the answer code only *after*
+    the quoted P (``after_quote``: the question and ``h_last``, where H would form an answer once
+    it has read P). The reference protocol's arm removes it from the quote on (``quote_onward``)
+    and is reported beside it: when the answer words are also P's words (a sequence task's
+    answers are items of its vocabulary), the answer subspace carries the quoted words' identity
+    too, and removing it over the quote erases P itself, so any reader of P drops, simulator or
+    not (the zoo's planted direct model dropped under it and held under the voted arm). The
+    control question is the reference's guard against this, but a model that cannot answer it
+    leaves the guard blind.
+    """
+    rows: list[Evidence] = []
+    for position, primary in E6_ARMS:
+        rows += _e6_arm(ctx, position, primary)
+    return rows
+
+
+def _e6_arm(ctx: StepContext, position: str, primary: bool) -> list[Evidence]:
     cfg, role = ctx.config, ctx.role
-    config = AblationConfig(modes=("mean",), batch_size=cfg.batch_size, n_boot=cfg.n_boot, seed=cfg.seed)
+    config = AblationConfig(modes=("mean",), h_position=position, batch_size=cfg.batch_size, n_boot=cfg.n_boot,
+                            seed=cfg.seed)
     res = run_ablation(ctx.model, shared_store(ctx), cfg.task, cfg.property, config, n=_n(ctx, E6_ITEMS),
                        split="test")
     s, by = res.summary, {e.reading: e for e in res.summary.effects}
-    where = f"rank {s.rank} from layer {s.start_layer}, mean ablation"
+    where = f"rank {s.rank} from layer {s.start_layer}, mean ablation, H {position}"
     h, o = by["hypothetical"], by["object"]
-    sub = "answer-subspace ablation"
+    sub = "answer-subspace ablation" + ("" if primary else f" ({position})")
     drop = Evidence("E6", sub, f"self-prediction drop: answer − random subspace (paired), {where}",
-                    negated(h.answer_vs_random.diff), None, h.n, model=role)
-    untestable = _untestable(h.unablated, s.mode_baseline, o, cfg.decision)
+                    negated(h.answer_vs_random.diff), None, h.n, model=role, primary=primary)
+    untestable = _untestable(h.unablated, s.mode_baseline, o, cfg.decision) if primary else None
     rows = [drop] if untestable is None else [not_run("E6", sub, untestable, model=role), replace(drop, primary=False)]
     hyp = res.table[(res.table["reading"] == "hypothetical")].pivot(index="id", columns="arm", values="correct")
     c0, ca, cr = (hyp[a].to_numpy(float) for a in ("none", "answer", "random"))
@@ -85,6 +110,8 @@ def e6_ablation(ctx: StepContext) -> list[Evidence]:
                          stats.paired_bootstrap_diff(c0, ca, n_boot=cfg.n_boot, seed=cfg.seed).diff,
                          stats.paired_bootstrap_diff(c0, cr, n_boot=cfg.n_boot, seed=cfg.seed).diff, h.n,
                          model=role, primary=False))
+    if not primary:
+        return rows
     rows.append(Evidence("E6", "O ablation (confirms the subspace is the answer code)",
                          "O answer drop: answer − random subspace (paired)", negated(o.answer_vs_random.diff), None,
                          o.n, model=role, primary=False))
