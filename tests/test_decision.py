@@ -113,6 +113,10 @@ def test_represented_but_not_read_out() -> None:
     assert any("represented but not read out" in f for f in decide(rows).findings)
     rows[1] = row("E1", 0.8, 0.7, 0.9, ctrl=0.42, sub="self vs mode baseline")
     assert decide(rows).findings == []
+    # an E1 that could not be measured (e.g. no object answer has a property label) says nothing
+    rows[1] = not_run("E1", "not measurable", "DataError: no scorable items")
+    assert decide(rows).findings == []
+    assert decide(rows[:1]).findings == []
 
 
 def test_models_are_decided_apart() -> None:

@@ -26,7 +26,8 @@ effect for the row's unit (``min_proportion``, ``min_layers``, ``min_recovery``,
 * otherwise **inconclusive**, with the experiments that were missing or disagreed.
 
 **A finding, not a verdict:** *represented but not read out*: the answer is decodable in H (E3
-positive) while self-prediction sits at its mode baseline (E1's self vs mode row not positive).
+positive) while self-prediction sits at its mode baseline (E1's self vs mode row measured and not
+positive; an E1 that could not be measured states nothing about the read-out).
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def decide(rows: Sequence[Evidence], config: DecisionConfig = DecisionConfig(), 
     ex = experiment_readings(mine, config)
     findings = []
     e1_mode = _row(mine, "E1", "self vs mode baseline")
-    if ex.get("E3") == POSITIVE and (e1_mode is None or reading(e1_mode, config)[0] != POSITIVE):
+    measured = e1_mode is not None and e1_mode.effect is not None
+    if ex.get("E3") == POSITIVE and measured and reading(e1_mode, config)[0] != POSITIVE:
         findings.append("represented but not read out: the object answer is decodable in H (E3 transfer above "
                         "control) while self-prediction is not above its mode baseline (E1)")
     e1_adv = e1_advantage(mine, config)
