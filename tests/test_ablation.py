@@ -66,9 +66,19 @@ def test_answer_subspace_ablation_breaks_the_object_answer_more_than_a_matched_r
         assert e.dlogp_answer.value < e.dlogp_random.value - 0.5, mode
     e = by[("object", "zero")]
     assert e.answer_vs_random.diff.ci_high < 0 and e.answer_vs_random.mcnemar_p < 0.05
-    assert all(r == pytest.approx(1.0, abs=0.02) for r in ablated.summary.variance_ratio)
+    # the random control is drawn outside the answer subspace, matched in variance as far as that allows
+    randoms = [s for s in ablated.subspaces if s["kind"] == "random"]
+    assert randoms and all(s["provenance"]["outside_rank"] == s["rank"] for s in randoms)
+    assert all(r <= 1.02 for r in ablated.summary.variance_ratio)
     assert ablated.summary.mode_baseline is not None
     assert {e.reading for e in ablated.summary.effects} == {"hypothetical", "object", "control"}
+
+
+def test_a_whole_space_random_control_matches_the_variance(tiny, own_store, test_items):
+    r = run_ablation(tiny, own_store, test_items, PROP,
+                     AblationConfig(layer=-1, n_boot=50, min_count=2, modes=("zero",), random_outside=False))
+    assert all(v == pytest.approx(1.0, abs=0.02) for v in r.summary.variance_ratio)
+    assert not any("outside_rank" in s["provenance"] for s in r.subspaces if s["kind"] == "random")
 
 
 def test_the_control_question_needs_no_answer(tiny, test_items):
