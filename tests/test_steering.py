@@ -194,7 +194,7 @@ def test_steering_result_round_trips(steered, tmp_path):
         ({"site": "resid_side"}, UnknownNameError, "valid sites"),
         ({"scale": float("nan")}, DataError, "finite non-zero"),
         ({"scale": 0.0}, DataError, "finite non-zero"),
-        ({"h_positions": ("middle",)}, UnknownNameError, "valid positions: all, before_prefill"),
+        ({"h_positions": ("middle",)}, UnknownNameError, "valid positions: after_quote, all, before_prefill"),
         ({"batch_size": 0}, DataError, "batch_size must be an integer >= 1"),
     ],
 )
