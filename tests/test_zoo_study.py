@@ -156,6 +156,14 @@ def test_tiny_zoo_study_uses_the_sibling_as_peer_and_resumes(tiny_study):
     assert again.table.equals(result.table)
 
 
+def test_a_rerun_with_another_build_is_refused(tiny_study):
+    cfg, out, _ = tiny_study
+    other = ZooStudyConfig(task_kinds=("memorised",), seeds=(0, 1), build={**TINY_BUILD, "readout_steps": 4},
+                           n_items=6, experiments=("E1", "E3", "E6"), n_boot=200)
+    with pytest.raises(DataError, match="route check of another build"):
+        run_zoo_study(other, out)
+
+
 def test_zoo_report_round_trips_and_saves(tiny_study, tmp_path):
     _, _, result = tiny_study
     html = write_zoo_report(result, tmp_path / "zoo_report.html")

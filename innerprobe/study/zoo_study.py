@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from innerprobe.core.errors import DataError
 from innerprobe.core.io import read_json, write_json
 from innerprobe.study.battery import run_battery
 from innerprobe.study.battery_result import BatteryResult
@@ -45,14 +46,22 @@ CHECK_TIME = "check_seconds.json"
 
 
 def checked(zoo: ZooModel, out: Path, n_boot: int) -> tuple[ZooCheckResult, float]:
-    """The route check of ``zoo`` saved under ``out`` (read back when it is there) and its wall time."""
+    """The route check of ``zoo`` saved under ``out`` (read back when it is there) and its wall time.
+
+    A saved check of another build (the folder's model was built with other settings) is refused,
+    as the battery refuses a folder measured with other settings.
+    """
     if (out / CHECK_TIME).exists():
-        return ZooCheckResult.load(out), float(read_json(out / CHECK_TIME)["seconds"])
+        saved = read_json(out / CHECK_TIME)
+        if saved.get("digest") != zoo.config.digest():
+            raise DataError(f"{out} holds the route check of another build of {zoo.config.name} "
+                            f"(digest {saved.get('digest')} vs {zoo.config.digest()}); use another output folder")
+        return ZooCheckResult.load(out), float(saved["seconds"])
     t0 = time.perf_counter()
     result = run_zoo_check(zoo, CheckConfig(n_boot=n_boot, seed=zoo.config.seed))
     dt = time.perf_counter() - t0
     result.save(out)
-    write_json(out / CHECK_TIME, {"seconds": dt})
+    write_json(out / CHECK_TIME, {"seconds": dt, "digest": zoo.config.digest()})
     return result, dt
 
 
