@@ -205,11 +205,10 @@ def _transplant_row(ctx: StepContext, donor: np.ndarray, control: np.ndarray | N
     """donor − control shift per item (paired bootstrap), or a not-run row saying why."""
     if control is None:
         return not_run("E5", sub, f"control {cond} was not run", model=ctx.role)
-    ctrl = control
-    ok = np.isfinite(donor) & np.isfinite(ctrl)
+    ok = np.isfinite(donor) & np.isfinite(control)
     if ok.sum() < 2:
         return not_run("E5", sub, f"{int(ok.sum())} pairs with a finite shift", model=ctx.role)
-    d = paired_bootstrap_diff(donor[ok], ctrl[ok], n_boot=ctx.config.n_boot, seed=ctx.config.seed)
+    d = paired_bootstrap_diff(donor[ok], control[ok], n_boot=ctx.config.n_boot, seed=ctx.config.seed)
     return Evidence("E5", sub, f"shift toward donor's label, donor − {cond.replace('_', ' ')} ({where})",
                     d.diff, None, int(ok.sum()), model=ctx.role, unit="logits", primary=primary)
 
