@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from innerprobe.core.errors import DataError
 from innerprobe.core.io import read_json, write_json
-from innerprobe.study.battery import run_battery
+from innerprobe.study.battery import Progress, run_battery
 from innerprobe.study.battery_result import BatteryResult
 from innerprobe.study.decision import DecisionConfig, experiment_readings, reading
 from innerprobe.study.evidence import Evidence
@@ -41,7 +40,6 @@ from innerprobe.zoo import (
 )
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str, int], Callable[[int], None]] | None
 CHECK_TIME = "check_seconds.json"
 
 

@@ -59,7 +59,6 @@ class Projection:
 
     bases: Sequence[Float[Tensor, "k d"] | None]
     mask: Bool[Tensor, "b t"]
-    apply: bool = True
     inside: list[Tensor] = field(default_factory=list)
 
     def penalty(self) -> Tensor:
@@ -81,7 +80,7 @@ def project_out(model, projection: Projection) -> Iterator[Projection]:  # noqa:
             comp = (h @ basis.T) @ basis
             frac = (comp.pow(2).sum(-1) / h.pow(2).sum(-1).clamp_min(1e-6)) * m[..., 0]
             projection.inside.append(frac.sum() / m.sum().clamp_min(1.0))
-            return _replace(args, kwargs, h - comp * m) if projection.apply else None
+            return _replace(args, kwargs, h - comp * m)
 
         handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
     try:

@@ -87,14 +87,14 @@ def object_loss(model, batch: Sequence[Encoded], pad_id: int) -> torch.Tensor:  
     return F.cross_entropy(model.lm_head(hidden[keep]), labels[:, 1:][keep])
 
 
-def hypo_logits(model, batch: Sequence[Encoded], pad_id: int, projection_bases=None, apply=True):  # noqa: ANN001, ANN201
+def hypo_logits(model, batch: Sequence[Encoded], pad_id: int, projection_bases=None):  # noqa: ANN001, ANN201
     """Logits at ``h_last`` of H(P), optionally with the answer subspace projected out; and the penalty."""
     ids, mask, last = pad_batch([e.hypo_ids for e in batch], pad_id)
     at = torch.arange(ids.shape[0])
     if projection_bases is None:
         return model.lm_head(model.model(input_ids=ids, attention_mask=mask).last_hidden_state[at, last]), torch.zeros(())
     where = positions_from([e.after_quote for e in batch], [len(e.hypo_ids) for e in batch], ids.shape[1])
-    with project_out(model, Projection(projection_bases, where, apply=apply)) as proj:
+    with project_out(model, Projection(projection_bases, where)) as proj:
         logits = model.lm_head(model.model(input_ids=ids, attention_mask=mask).last_hidden_state[at, last])
     return logits, proj.penalty()
 
