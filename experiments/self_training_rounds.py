@@ -3,9 +3,10 @@
 For each policy (``self_prediction``, ``self_filtered``, ``object_only``) the base model M_0
 (SmolLM2-135M-Instruct) is self-trained for ``--rounds`` rounds by
 :func:`innerprobe.training.rounds.run_self_training`: round r trains M_r (LoRA on M_{r-1}, early
-stopped on held-out loss) on M_{r-1}'s answers to fresh items, then measures M_r on the same
-test items (self-prediction vs mode baseline, vs the untrained M_0 as cross-predictor, vs
-text-only; drift from M_0; ground-truth accuracy on addition and parity questions).
+stopped on held-out loss) on M_{r-1}'s answers to fresh items, trains M_r's cross-predictor (M_0
+finetuned on M_r's answers to other fresh items), then measures M_r on the same test items
+(self-prediction vs mode baseline, vs the cross-predictor, vs text-only; calibration MAD vs its
+noise floor; drift from M_0; ground-truth accuracy on addition and parity questions).
 
 Usage (a reduced item count; every policy resumes where it stopped)::
 
@@ -80,7 +81,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--rank", type=int, default=8)
-    ap.add_argument("--calibration-samples", type=int, default=0)
+    ap.add_argument("--calibration-samples", type=int, default=10)
+    ap.add_argument("--cross", default="trained", help="trained | untrained")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("runs/selftrain"))
     ap.add_argument("--md", type=Path, default=Path("experiments/results/self_training_rounds.md"))
@@ -93,7 +95,7 @@ def main() -> None:
             rounds=args.rounds, policy=policy, tasks=(args.task,), properties=(args.property,), n_items=args.n,
             finetune=FinetuneConfig(rank=args.rank, alpha=2 * args.rank, lr=args.lr, epochs=args.epochs, batch_size=8),
             patience=1, n_eval=args.n_eval, n_ground_truth=args.n_ground_truth,
-            calibration_samples=args.calibration_samples, batch_size=16,
+            calibration_samples=args.calibration_samples, cross=args.cross, batch_size=16,
         )
         t0 = time.perf_counter()
 
@@ -109,12 +111,14 @@ def main() -> None:
         "# Self-training rounds on SmolLM2-135M-Instruct", "",
         f"Task {args.task} × {args.property}; {args.n} fresh train items per round, {args.n_eval} test items measured "
         f"every round, {args.n_ground_truth} questions per ground-truth task; LoRA rank {args.rank}, lr {args.lr}, "
-        f"≤ {args.epochs} epochs early-stopped on held-out loss (patience 1). M_0 = base model; cross-predictor = the "
-        "untrained M_0 predicting M_r's behaviour. Proportions: Wilson; self − cross: paired bootstrap + exact McNemar p; "
+        f"≤ {args.epochs} epochs early-stopped on held-out loss (patience 1). M_0 = base model; cross-predictor = "
+        f"{'M_0 finetuned on M_r' + chr(39) + 's answers to other fresh items (same LoRA config, early stopping)' if args.cross == 'trained' else 'the untrained M_0'}; "
+        f"calibration: {args.calibration_samples} T=1 samples per eval item, MAD beside its noise floor. Proportions: Wilson; self − cross: paired bootstrap + exact McNemar p; "
         "entropy / distinct answers: jackknife.", "",
         "Command: `OMP_NUM_THREADS=1 nice -n 19 python experiments/self_training_rounds.py --policies "
         f"{args.policies} --rounds {args.rounds} --n {args.n} --n-eval {args.n_eval} --n-ground-truth {args.n_ground_truth} "
-        f"--epochs {args.epochs} --lr {args.lr} --rank {args.rank} --out {args.out}`", "",
+        f"--epochs {args.epochs} --lr {args.lr} --rank {args.rank} --calibration-samples {args.calibration_samples} "
+        f"--property {args.property} --out {args.out}`", "",
     ]
     for p in done:
         lines += policy_markdown(args.out, p)

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from innerprobe.behavior import elicit_object, predict, property_labels
 from innerprobe.cli.app import app
 from innerprobe.core.errors import DataError, UnknownNameError
+from innerprobe.models.load import load_model
 from innerprobe.protocol.properties import get_property
 from innerprobe.training.config import FinetuneConfig
 from innerprobe.training.data import (
@@ -24,8 +25,9 @@ from innerprobe.training.data import (
 from innerprobe.training.finetune import finetune
 from innerprobe.training.ground_truth import questions, read_answer
 from innerprobe.training.policies import behaviour_config, policy_data
-from innerprobe.training.rounds import round_items, run_self_training
-from innerprobe.training.rounds_config import POLICIES, SelfTrainConfig
+from innerprobe.training.rounds import round_dir, round_items, run_self_training
+from innerprobe.training.rounds_config import CROSS_PREDICTORS, POLICIES, SelfTrainConfig
+from innerprobe.training.rounds_cross import cross_items, load_cross
 from innerprobe.training.rounds_measure import measure_model
 from innerprobe.training.rounds_result import SelfTrainResult
 
@@ -64,6 +66,9 @@ def test_bad_policy_lists_valid_ones():
         _config(rounds=0)
     with pytest.raises(DataError, match="heldout_fraction"):
         _config(heldout_fraction=0.9)
+    with pytest.raises(UnknownNameError) as e:
+        _config(cross="peer")
+    assert all(name in str(e.value) for name in CROSS_PREDICTORS)
 
 
 def test_rounds_use_fresh_disjoint_seeded_items():
@@ -89,6 +94,37 @@ def test_one_round_equals_single_finetune(tiny, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
 
 
+def test_trained_cross_predictor_learns_m1_behaviour_on_round_2_items(tiny, tmp_path):
+    """Round 1's cross-predictor: the base finetuned on M_1's own answers to round 2's fresh items."""
+    cfg = _config(rounds=1, patience=None, n_ground_truth=0)
+    run_self_training(tiny, cfg, tmp_path / "loop")
+    items = cross_items(cfg, 1)
+    assert items[0]["id"] == round_items(_config(rounds=2), 2)[0]["id"]  # the next round's items, not eval items
+    m1 = load_model(round_dir(tmp_path / "loop", 1) / "adapter", device="cpu")
+    own = build_training_data(m1, items, [PROP], seed=cfg.seed, batch_size=cfg.batch_size)
+    cross = load_training_data(round_dir(tmp_path / "loop", 1) / "cross" / "data" / "train.parquet")
+    assert data_hash(cross) == data_hash(own) and len(cross) > 0  # M_1's behaviour, not M_0's
+    assert data_hash(cross) != data_hash(build_training_data(tiny, items, [PROP], seed=cfg.seed, batch_size=cfg.batch_size))
+    direct = finetune(tiny, own, tmp_path / "peer", FT)  # the peer is the base model M_0
+    assert _adapter_hash(round_dir(tmp_path / "loop", 1) / "cross" / "adapter") == _adapter_hash(direct.out_dir)
+    per_item = pd.read_parquet(round_dir(tmp_path / "loop", 1) / "measure" / "items.parquet")
+    from innerprobe.training.rounds import eval_items  # the measured items
+
+    pred = predict(load_cross(round_dir(tmp_path / "loop", 1) / "cross", "cpu"), eval_items(cfg)[0], get_property(PROP),
+                   sorted(set(per_item["prediction_clean"].dropna()) | set(per_item["object_value"].dropna())),
+                   behaviour_config(16, 0))
+    scored = per_item["scored"].to_numpy(bool)
+    assert list(per_item["cross_prediction_clean"][scored]) == [p for p, s in zip(pred.cleaned, scored) if s]
+
+
+def test_untrained_cross_predictor_is_the_base_model(tiny, tmp_path):
+    cfg = _config(rounds=1, patience=None, n_ground_truth=0, cross="untrained")
+    res = run_self_training(tiny, cfg, tmp_path / "u")
+    assert not (round_dir(tmp_path / "u", 1) / "cross").exists()
+    assert "cross_accuracy" in set(res.table.loc[res.table["round"] == 1, "measure"])
+    assert "untrained" in (tmp_path / "u" / "report.html").read_text()
+
+
 def test_killed_and_resumed_loop_equals_uninterrupted(tiny, tmp_path):
     cfg = _config(policy="self_filtered", patience=1)
     full = run_self_training(tiny, cfg, tmp_path / "full")
@@ -102,12 +138,15 @@ def test_killed_and_resumed_loop_equals_uninterrupted(tiny, tmp_path):
         run_self_training(tiny, cfg, tmp_path / "killed", progress=kill_after_round_2_adapter)
     assert (tmp_path / "killed" / "round_2" / "adapter" / "trained.json").exists()
     assert not (tmp_path / "killed" / "round_2" / "measure").exists()
+    assert not (tmp_path / "killed" / "round_2" / "cross").exists()
     seen: list[str] = []
     resumed = run_self_training(tiny, cfg, tmp_path / "killed", progress=lambda s, t: seen.append(s) or (lambda n: None))
-    assert seen == ["round 2 · measured"]  # nothing but the missing step ran again
+    assert seen[-2:] == ["round 2 · cross saved", "round 2 · measured"]  # only the missing steps ran again
+    assert not any("data saved" in x or "adapter saved" in x for x in seen)
     pd.testing.assert_frame_equal(full.table, resumed.table)
     for r in (1, 2):
-        assert _adapter_hash(tmp_path / "full" / f"round_{r}" / "adapter") == _adapter_hash(tmp_path / "killed" / f"round_{r}" / "adapter")
+        for sub in ("adapter", "cross/adapter"):
+            assert _adapter_hash(tmp_path / "full" / f"round_{r}" / sub) == _adapter_hash(tmp_path / "killed" / f"round_{r}" / sub)
     # the table has every round and the measures with intervals
     t = full.table
     assert sorted(t["round"].unique()) == [0, 1, 2]

@@ -15,6 +15,7 @@ from innerprobe.core.stats import (
     calibration_curve,
     calibration_from_distributions,
     calibration_mad,
+    calibration_noise_floor,
     empirical_distribution,
     mode_baseline,
     normalised_recovery,
@@ -198,3 +199,26 @@ def test_wilson() -> None:
         proportion_ci_wilson(5, 0)
     with pytest.raises(DataError):
         proportion_ci_wilson(11, 10)
+
+
+def test_calibration_noise_floor_is_about_what_a_perfect_predictor_scores() -> None:
+    """A predictor stating each item's true distribution scores about the floor (which errs low, as
+    documented); a miscalibrated one clears it; more samples lower it."""
+    n_samples, perfect, floors = 10, [], []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        truth = [{"a": p, "b": 1 - p} for p in rng.uniform(0.2, 0.95, 80)]
+        sampled = [empirical_distribution(list(rng.choice(["a", "b"], n_samples, p=[d["a"], d["b"]]))) for d in truth]
+        perfect.append(calibration_from_distributions(sampled, truth))
+        floors.append(calibration_noise_floor(sampled, n_samples, seed=0, n_sim=60))
+    assert 0.6 * np.mean(perfect) <= np.mean([f.value for f in floors]) <= 1.05 * np.mean(perfect)
+    assert all(f.n == 80 and f.ci_low < f.value < f.ci_high for f in floors)
+    flat = calibration_from_distributions(sampled, [{"a": 0.5, "b": 0.5}] * 80)
+    assert flat > floors[-1].ci_high + 5  # a miscalibrated predictor clears the floor
+    more = calibration_noise_floor(sampled, 100, seed=0, n_sim=60)
+    assert more.value < floors[-1].value / 2  # ten times the samples: a much lower floor
+    assert calibration_noise_floor(sampled, n_samples, seed=0, n_sim=60) == floors[-1]  # seeded
+    with pytest.raises(DataError, match="n_samples"):
+        calibration_noise_floor(sampled, 0)
+    with pytest.raises(DataError, match="no item"):
+        calibration_noise_floor([{}, {}], 5)

@@ -31,6 +31,8 @@ ItemsOpt = Annotated[int, typer.Option("--n", help="Fresh train items per task p
 EvalOpt = Annotated[int, typer.Option("--n-eval", help="Test items per task measured after every round.")]
 GtOpt = Annotated[int, typer.Option("--n-ground-truth", help="Questions per ground-truth task (0: none).")]
 PatienceOpt = Annotated[int, typer.Option(help="Stop a round's training after N epochs without held-out gain (0: no early stop).")]
+CrossOpt = Annotated[str, typer.Option(help="Cross-predictor: trained (a peer finetuned on M_r's behaviour) | untrained.")]
+CrossModelOpt = Annotated[str | None, typer.Option(help="The cross-predictor's model (default: the base model).")]
 CalibOpt = Annotated[int, typer.Option("--calibration-samples", help="T=1 samples per eval item for the calibration MAD (0: none).")]
 
 
@@ -50,6 +52,8 @@ def selftrain_cmd(
     batch_size: StepBatchOpt = 8,
     patience: PatienceOpt = 1,
     calibration_samples: CalibOpt = 0,
+    cross: CrossOpt = "trained",
+    cross_model: CrossModelOpt = None,
     seed: SeedOpt = 0,
     out: OutOpt = Path("runs/selftrain"),
     device: DeviceOpt = None,
@@ -60,9 +64,9 @@ def selftrain_cmd(
             rounds=rounds, policy=policy, tasks=tuple(_csv(task)), properties=tuple(_csv(property)), n_items=n,
             finetune=FinetuneConfig(rank=rank, alpha=alpha, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed),
             patience=patience or None, n_eval=n_eval, n_ground_truth=n_ground_truth,
-            calibration_samples=calibration_samples, seed=seed,
+            calibration_samples=calibration_samples, cross=cross, cross_model=cross_model, seed=seed,
         )
-        preflight(out, "selftrain", device, models=(model,))
+        preflight(out, "selftrain", device, models=(model,) + ((cross_model,) if cross_model else ()))
         with console.status(f"loading {model}"):
             m = load_model(model, device=device)
         with Bars() as bars:

@@ -10,11 +10,15 @@
    stops improving (:func:`~innerprobe.training.early_stop.finetune_early_stop`); the adapter is
    M_r, loadable by ``load_model(out_dir/round_r/adapter)`` (merged into M_{r-1}, itself merged
    into M_{r-2} …);
-3. **measured**: M_r is measured on the same held-out test items and ground-truth questions as
-   every round (:mod:`innerprobe.training.rounds_measure`).
+3. **cross**: (``cross = "trained"``) a peer, by default M_0, is finetuned on M_r's own
+   behaviour on other fresh items: round r's cross-predictor
+   (:mod:`innerprobe.training.rounds_cross`);
+4. **measured**: M_r is measured on the same held-out test items and ground-truth questions as
+   every round (:mod:`innerprobe.training.rounds_measure`), its self-prediction beside the
+   cross-predictor's prediction of it.
 
 **Resumable per step.** Each step's output is written atomically under ``out_dir/round_r/``
-(``data/``, ``adapter/`` with ``trained.json`` last, ``measure/``) and a finished round writes
+(``data/``, ``adapter/`` with ``trained.json`` last, ``cross/``, ``measure/``) and a finished round writes
 ``round.json`` (provenance, rows, epochs, wall seconds per phase). A rerun into the same
 ``out_dir`` with the same config skips finished rounds and resumes a killed one at its first
 unfinished step; a killed training resumes from its last checkpoint (same adapter as an
@@ -23,7 +27,8 @@ uninterrupted run). Another config in the same ``out_dir`` is refused.
 **Where the time goes, and what is reused.** The model that produced a round's data is kept
 loaded for the next step; M_0 is loaded once and measured once (round 0's table is every
 round's drift reference); one greedy decode per item serves every policy and property
-(``model.greedy_cache``). The phases' wall seconds are in ``.rounds``.
+(``model.greedy_cache``), and M_r's answers to round r + 1's items serve both its
+cross-predictor's data and round r + 1's data. The phases' wall seconds are in ``.rounds``.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ from innerprobe.training.data import data_hash, load_training_data, save_trainin
 from innerprobe.training.early_stop import finetune_early_stop
 from innerprobe.training.policies import behaviour_config, policy_data
 from innerprobe.training.rounds_config import SelfTrainConfig
+from innerprobe.training.rounds_cross import (
+    CROSS_DIR,
+    cross_done,
+    cross_record,
+    train_cross,
+)
 from innerprobe.training.rounds_measure import measure_model
 from innerprobe.training.rounds_result import SelfTrainResult
 
@@ -63,8 +74,8 @@ def round_dir(out_dir: Path, r: int) -> Path:
 
 def round_items(config: SelfTrainConfig, r: int) -> list[Dataset]:
     """Round r's fresh train items, one Dataset per task (slice r-1 of one seeded draw)."""
-    draw = config.rounds * config.n_items
-    return [load_items(t, n=draw, split="train", seed=config.seed).select(config.round_slice(r - 1)) for t in config.tasks]
+    return [load_items(t, n=config.draw_size, split="train", seed=config.seed).select(config.round_slice(r - 1))
+            for t in config.tasks]
 
 
 def eval_items(config: SelfTrainConfig) -> list[Dataset]:
@@ -99,20 +110,41 @@ def _check_config(out_dir: Path, config: SelfTrainConfig, base: LoadedModel) -> 
 
 
 class _Models:
-    """The loaded models of the loop: M_0 always, and the latest M_r (so no model loads twice)."""
+    """The loaded models of the loop: M_0 always, the latest M_r (so no model loads twice), the peer."""
 
-    def __init__(self, base: LoadedModel, out_dir: Path) -> None:
+    def __init__(self, base: LoadedModel, out_dir: Path, cross_model: str | None = None) -> None:
         self.base, self.out_dir, self.latest = base, out_dir, (0, base)
+        self.cross_model, self._peer = cross_model, None
         self.load_seconds = 0.0
         self.cross_cache: dict = {}
+
+    def _timed_load(self, path: str | Path) -> LoadedModel:
+        t0 = time.perf_counter()
+        model = load_model(path, device=str(self.base.device))
+        self.load_seconds += time.perf_counter() - t0
+        return model
+
+    def peer(self) -> LoadedModel:
+        """The cross-predictor's model before training: ``cross_model``, or M_0."""
+        if self.cross_model is None:
+            return self.base
+        if self._peer is None:
+            self._peer = self._timed_load(self.cross_model)
+        return self._peer
+
+    def cross(self, r: int, config: SelfTrainConfig) -> LoadedModel | None:
+        """Round r's cross-predictor: None for M_0, the trained peer, or the untrained one."""
+        if r == 0:
+            return None
+        if config.cross == "trained":
+            return self._timed_load(round_dir(self.out_dir, r) / CROSS_DIR / "adapter")
+        return self.peer()
 
     def at(self, r: int) -> LoadedModel:
         if r == 0:
             return self.base
         if self.latest[0] != r:
-            t0 = time.perf_counter()
-            self.latest = (r, load_model(round_dir(self.out_dir, r) / "adapter", device=str(self.base.device)))
-            self.load_seconds += time.perf_counter() - t0
+            self.latest = (r, self._timed_load(round_dir(self.out_dir, r) / "adapter"))
         return self.latest[1]
 
 
@@ -124,7 +156,7 @@ def _measure(models: _Models, r: int, config: SelfTrainConfig, evals: list[Datas
     bcfg = behaviour_config(config.batch_size, config.seed)
     bcfg = dataclasses.replace(bcfg, calibration_samples=config.calibration_samples)
     measures, items, gt = measure_model(
-        model, None if r == 0 else models.base, evals, config.properties, bcfg, r, base_items,
+        model, models.cross(r, config), evals, config.properties, bcfg, r, base_items,
         ground_truth=config.ground_truth, n_ground_truth=config.n_ground_truth, cross_cache=models.cross_cache,
     )
     seconds = time.perf_counter() - t0
@@ -167,6 +199,24 @@ def _train(models: _Models, r: int, config: SelfTrainConfig, progress: Progress 
     write_json(d / "adapter" / "trained.json", {**record, "seconds": time.perf_counter() - t0, "data_hash": data_hash(train)})
 
 
+def _cross(models: _Models, r: int, config: SelfTrainConfig, progress: Progress | None) -> None:
+    """Train round r's cross-predictor on M_r's behaviour into ``round_r/cross`` (resumable)."""
+    folder = round_dir(models.out_dir, r) / CROSS_DIR
+    cfg = config.round_finetune(r - 1)
+    bar = progress(f"round {r} · cross-predictor", cfg.epochs * -(-config.n_items * len(config.tasks) // cfg.batch_size)) \
+        if progress else None
+    train_cross(models.at(r), models.peer(), config, r, folder, split_heldout,
+                progress=(lambda step, loss: bar(1)) if bar else None)
+
+
+def _cross_columns(d: Path) -> dict[str, Any]:
+    if not cross_done(d / CROSS_DIR):
+        return {}
+    rec = cross_record(d / CROSS_DIR)
+    return {"n_cross_rows": rec["n_train_rows"], "cross_heldout_best": min(rec["epochs"]) if rec["epochs"] else None,
+            "seconds_cross": rec["seconds"] + rec["seconds_data"]}
+
+
 def _round_row(out_dir: Path, r: int) -> dict[str, Any]:
     d = round_dir(out_dir, r)
     row: dict[str, Any] = {"round": r, "seconds_measure": read_json(d / "measure" / "measured.json")["seconds"]}
@@ -180,7 +230,7 @@ def _round_row(out_dir: Path, r: int) -> dict[str, Any]:
             epochs_run=len(trained["epochs"]) or None, best_epoch=trained["best_epoch"],
             stopped_early=trained["stopped_early"], heldout_first=trained["epochs"][0] if trained["epochs"] else None,
             heldout_best=min(trained["epochs"]) if trained["epochs"] else None, steps=trained["steps"],
-            seconds_data=built["seconds"], seconds_train=trained["seconds"],
+            seconds_data=built["seconds"], seconds_train=trained["seconds"], **_cross_columns(d),
         )
     row["seconds_load"] = read_json(d / "round.json").get("seconds_load", 0.0) if (d / "round.json").exists() else 0.0
     row["seconds_total"] = sum(v for k, v in row.items() if k.startswith("seconds_") and v)
@@ -212,7 +262,7 @@ def run_self_training(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_config(out_dir, config, base_model)
-    models = _Models(base_model, out_dir)
+    models = _Models(base_model, out_dir, config.cross_model)
     evals = eval_items(config)
     base_items = None
     for r in range(config.rounds + 1):
@@ -227,10 +277,14 @@ def run_self_training(
             if r > 0 and not (d / "adapter" / "trained.json").exists():
                 _train(models, r, config, progress)
                 _notify(progress, f"round {r} · adapter saved")
+            if r > 0 and config.cross == "trained" and not cross_done(d / CROSS_DIR):
+                _cross(models, r, config, progress)
+                _notify(progress, f"round {r} · cross saved")
             if not (d / "measure" / "measured.json").exists():
                 _measure(models, r, config, evals, base_items)
                 _notify(progress, f"round {r} · measured")
             write_json(d / "round.json", {"round": r, "policy": config.policy, "seconds_load": models.load_seconds,
+                                           "cross": config.cross, "cross_model": config.cross_model,
                                            "provenance": provenance(models.at(r).fingerprint, seed=config.seed, round=r)})
         if r == 0:
             base_items = pd.read_parquet(d / "measure" / "items.parquet")

@@ -12,11 +12,17 @@ field, the value and what it must be:
 * early stopping: ``patience`` (None: train every epoch, no held-out rows) and
   ``heldout_fraction`` in (0, 0.5];
 * evaluation sizes ``n_eval`` (held-out test-split items, the same every round) and
-  ``n_ground_truth`` (questions with known answers), ``calibration_samples`` (0: no MAD).
+  ``n_ground_truth`` (questions with known answers), ``calibration_samples`` (0: no MAD);
+* the cross-predictor: ``cross`` one of :data:`CROSS_PREDICTORS`, ``cross_model`` a model name
+  (None: the base model M_0).
 
 **Fresh items.** Round k trains on items ``k·n_items … (k+1)·n_items − 1`` of one seeded draw of
 ``rounds · n_items`` train-split items per task (:meth:`SelfTrainConfig.round_slice`), so the
-rounds' item sets are disjoint, and the same seed gives the same items.
+rounds' item sets are disjoint, and the same seed gives the same items. The draw holds one
+slice more than the rounds (``(rounds + 1) · n_items``): slice k is also where M_k's trained
+cross-predictor learns M_k's behaviour (:meth:`SelfTrainConfig.cross_slice`), the items round
+k + 1 trains on, so M_k answers them once for both. The draw is prefix-stable: a larger draw
+starts with the same items.
 """
 
 from __future__ import annotations
@@ -34,7 +40,11 @@ from innerprobe.training.ground_truth import GROUND_TRUTH_TASKS
 POLICIES = ("self_prediction", "self_filtered", "object_only")
 """The data policies: hypothetical targets from own behaviour; own answers kept where the
 model's self-report agrees; own object answers only (plain self-distillation)."""
-STEPS = ("data", "adapter", "measured")
+CROSS_PREDICTORS = ("trained", "untrained")
+"""What M_r's self-prediction is compared with: a peer finetuned on M_r's own behaviour
+(Binder et al.'s M2, once per round: :mod:`innerprobe.training.rounds_cross`), or the untrained
+peer (cheap: its predictions are computed once)."""
+STEPS = ("data", "adapter", "cross", "measured")
 """A round's steps in order; each is saved before the next starts, so a rerun resumes there."""
 
 
@@ -59,7 +69,11 @@ class SelfTrainConfig:
         n_eval: test-split items per task measured after every round (the same items each round).
         n_ground_truth: questions per ground-truth task (0: none measured).
         ground_truth: tasks with known answers (error amplification), from ``GROUND_TRUTH_TASKS``.
-        calibration_samples: T=1 object samples per eval item for the calibration MAD (0: none).
+        calibration_samples: T=1 object samples per eval item for the calibration MAD and its
+            noise floor (0: none).
+        cross: the cross-predictor, one of :data:`CROSS_PREDICTORS`.
+        cross_model: the peer model's name (None: the base model M_0, finetuned on M_r's
+            behaviour when ``cross`` is ``"trained"``).
         batch_size: prompts per forward in generation and scoring.
         seed: items, held-out split, adapters (``finetune.seed + k`` in round k), bootstrap.
     """
@@ -76,12 +90,15 @@ class SelfTrainConfig:
     n_ground_truth: int = 40
     ground_truth: tuple[str, ...] = GROUND_TRUTH_TASKS
     calibration_samples: int = 0
+    cross: str = "trained"
+    cross_model: str | None = None
     batch_size: int = 16
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_at_least("rounds", self.rounds, 1)
         check_choice("policy", self.policy, POLICIES)
+        check_choice("cross-predictor", self.cross, CROSS_PREDICTORS)
         for name in ("tasks", "properties", "ground_truth"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
         if not self.tasks:
@@ -111,6 +128,17 @@ class SelfTrainConfig:
             raise DataError(f"round must be in [0, {self.rounds}), got {k}")
         return range(k * self.n_items, (k + 1) * self.n_items)
 
+    @property
+    def draw_size(self) -> int:
+        """Items per task in the seeded train draw: one slice per round plus the last model's cross slice."""
+        return (self.rounds + 1) * self.n_items
+
+    def cross_slice(self, k: int) -> range:
+        """Indices of the items M_k's cross-predictor is trained on (k >= 1): slice k of the draw."""
+        if not 1 <= k <= self.rounds:
+            raise DataError(f"cross-predictor round must be in [1, {self.rounds}], got {k}")
+        return range(k * self.n_items, (k + 1) * self.n_items)
+
     def round_finetune(self, k: int) -> FinetuneConfig:
         """Round k's LoRA config: the given one with seed ``finetune.seed + k``."""
         return dataclasses.replace(self.finetune, seed=self.finetune.seed + k)
@@ -129,4 +157,4 @@ class SelfTrainConfig:
         return cls(**{**data, "finetune": FinetuneConfig(**fc)})
 
 
-__all__ = ["POLICIES", "STEPS", "SelfTrainConfig"]
+__all__ = ["CROSS_PREDICTORS", "POLICIES", "STEPS", "SelfTrainConfig"]

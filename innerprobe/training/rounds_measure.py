@@ -5,12 +5,14 @@ M_0 once, as round 0), every estimate with its interval and ``n``:
 
 * **Self-knowledge** (:func:`~innerprobe.behavior.behave`, forced choice): ``self_accuracy``
   (Wilson) beside ``mode_baseline`` (always M_k's most common value, same items);
-  ``cross_accuracy``: the *untrained base* M_0 predicting M_k's behaviour (the cheap
-  cross-predictor: no second model is finetuned per round; M_0's answers to the same
-  hypotheticals are computed once and reused every round, :func:`cross_predictions`), and ``self_minus_cross`` (paired
-  bootstrap, exact McNemar p in ``p_value``); ``text_only``: logistic regression on the item
+  ``cross_accuracy``: the round's cross-predictor predicting M_k's behaviour (by default a peer
+  finetuned on M_k's own behaviour, :mod:`innerprobe.training.rounds_cross`; or the untrained
+  peer, whose predictions are computed once and reused every round, :func:`cross_predictions`),
+  and ``self_minus_cross`` (paired bootstrap, exact McNemar p in ``p_value``); ``text_only``: logistic regression on the item
   string, fitted on M_k's behaviour on the other folds of the eval items (5-fold), scored on the
-  same items; ``calibration_mad`` (percentage points; bootstrap over items) when
+  same items; ``calibration_mad`` (percentage points; bootstrap over items) beside
+  ``calibration_floor``, the MAD a perfect predictor would score given the same number of
+  samples (:func:`~innerprobe.core.stats.calibration_noise_floor`), when
   ``calibration_samples`` > 0.
 * **Behaviour drift** from M_0 on the same items: ``changed_share`` (object property value differs
   from M_0's, over items compliant under both; Wilson), ``answer_entropy`` (bits, over the cleaned
@@ -95,9 +97,9 @@ def jackknife(values: list[str], stat: Callable[[list[str]], float]) -> Estimate
     return Estimate(value, value - 1.96 * se, value + 1.96 * se, n, "jackknife normal interval")
 
 
-def _calibration(table: pd.DataFrame, labels: list[str], seed: int) -> Estimate | None:
-    """Calibration MAD (pp) of the self-prediction distribution vs sampled object distribution."""
-    if "object_distribution_sampled" not in table or "distribution" not in table:
+def _calibration(table: pd.DataFrame, labels: list[str], seed: int, n_samples: int) -> tuple[Estimate, Estimate] | None:
+    """Calibration MAD (pp) of the self-prediction distribution vs sampled object distribution, and its noise floor."""
+    if "object_distribution_sampled" not in table or "distribution" not in table or n_samples < 1:
         return None
     obj = [ast.literal_eval(s) for s in table["object_distribution_sampled"]]
     hyp = [dict(zip(labels, d)) for d in table["distribution"]]
@@ -108,14 +110,15 @@ def _calibration(table: pd.DataFrame, labels: list[str], seed: int) -> Estimate 
     def mad(idx: Sequence[float]) -> float:
         return stats.calibration_from_distributions([obj[keep[int(i)]] for i in idx], [hyp[keep[int(i)]] for i in idx])
 
-    return stats.bootstrap_ci(np.arange(len(keep), dtype=float), stat=mad, n_boot=300, seed=seed)
+    floor = stats.calibration_noise_floor([obj[i] for i in keep], n_samples, seed=seed)
+    return stats.bootstrap_ci(np.arange(len(keep), dtype=float), stat=mad, n_boot=300, seed=seed), floor
 
 
 def cross_predictions(
     base: LoadedModel, items: Dataset, prop: str, labels: Sequence[str], config: BehaviorConfig, cache: dict | None
 ) -> Predictions:
-    """M_0's predictions of the hypotheticals, memoised in ``cache``: M_0 and the items do not change."""
-    key = (items_digest(items), prop, tuple(labels), config.mode)
+    """``base``'s predictions of the hypotheticals, memoised in ``cache`` per model weights and items."""
+    key = (base.fingerprint.weights_sha256, items_digest(items), prop, tuple(labels), config.mode)
     if cache is not None and key in cache:
         return cache[key]
     pred = predict(base, items, get_property(prop), labels, config)
@@ -127,12 +130,12 @@ def cross_predictions(
 def behaviour_table(
     model: LoadedModel, base: LoadedModel | None, items: Dataset, prop: str, config: BehaviorConfig, k: int,
     cross_cache: dict | None = None,
-) -> tuple[pd.DataFrame, Estimate | None, stats.PairedDiff | None, stats.ModeBaseline]:
+) -> tuple[pd.DataFrame, tuple[Estimate, Estimate] | None, stats.PairedDiff | None, stats.ModeBaseline]:
     """Per-item behaviour of ``model`` (cross-predicted by ``base`` unless None) on one task's items."""
     res = behave(model, items, get_property(prop), config)
     t = res.table
     s = res.summary
-    cal = _calibration(t, list(s.labels), config.seed)
+    cal = _calibration(t, list(s.labels), config.seed, config.calibration_samples)
     values = [v if sc else None for v, sc in zip(t["object_value"], t["scored"])]
     cross, cross_clean, cross_correct = None, None, None
     if base is not None:
@@ -152,7 +155,7 @@ def behaviour_table(
 
 
 def behaviour_measures(
-    items_df: pd.DataFrame, base_df: pd.DataFrame, k: int, cal: Estimate | None,
+    items_df: pd.DataFrame, base_df: pd.DataFrame, k: int, cal: tuple[Estimate, Estimate] | None,
     cross: stats.PairedDiff | None, mode: stats.ModeBaseline, seed: int = 0,
 ) -> list[dict]:
     """The tidy rows of one (round, task, property) from its per-item table and round 0's."""
@@ -170,7 +173,8 @@ def behaviour_measures(
     text_hit = np.array([p == v for p, v in zip(items_df["text_prediction"], items_df["object_value"])])[scored]
     rows.append(_row(k, task, prop, "text_only", stats.accuracy(text_hit) if text_hit.size else None))
     if cal is not None:
-        rows.append(_row(k, task, prop, "calibration_mad", cal))
+        rows.append(_row(k, task, prop, "calibration_mad", cal[0]))
+        rows.append(_row(k, task, prop, "calibration_floor", cal[1]))
     base = base_df.set_index("id")
     both = [(v, base.at[i, "object_value"]) for i, v, c in zip(items_df["id"], items_df["object_value"], items_df["object_compliant"])
             if c and i in base.index and bool(base.at[i, "object_compliant"])]
@@ -219,7 +223,7 @@ def measure_model(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Measure one model: ``(tidy measures, per-item behaviour, ground-truth answers)``.
 
-    ``base`` is M_0, the cross-predictor (None when measuring M_0 itself); ``base_items`` is
+    ``base`` is the cross-predictor (None when measuring M_0 itself); ``base_items`` is
     round 0's per-item table (None at round 0: drift is measured against the table made now);
     ``cross_cache`` memoises M_0's predictions across rounds (the same items every round).
     """

@@ -24,13 +24,13 @@ from innerprobe.core.result import Result, Summary
 from innerprobe.core.stats import Estimate
 
 MEASURE_ORDER = (
-    "self_accuracy", "mode_baseline", "cross_accuracy", "text_only", "self_minus_cross", "calibration_mad",
+    "self_accuracy", "mode_baseline", "cross_accuracy", "text_only", "self_minus_cross", "calibration_mad", "calibration_floor",
     "changed_share", "answer_entropy", "distinct_answers", "object_compliance", "gt_accuracy",
 )
 PANELS = {
     "self-prediction vs controls": ("self_accuracy", "mode_baseline", "cross_accuracy", "text_only"),
-    "self − cross (M_0)": ("self_minus_cross",),
-    "calibration MAD (pp)": ("calibration_mad",),
+    "self − cross": ("self_minus_cross",),
+    "calibration MAD (pp) vs its noise floor": ("calibration_mad", "calibration_floor"),
     "drift: share changed vs M_0": ("changed_share",),
     "answer entropy (bits)": ("answer_entropy",),
     "distinct answers": ("distinct_answers",),
@@ -122,13 +122,20 @@ class SelfTrainResult(Result):
         fig.update_layout(title=f"Self-training ({self.policy}): measures over rounds", height=300 * math.ceil(len(names) / cols))
         return fig
 
+    def _cross_words(self) -> str:
+        peer = self.config.get("cross_model") or "the base model M_0"
+        if self.config.get("cross", "untrained") == "trained":
+            return f"{peer} finetuned on M_k's own behaviour (other fresh items; same LoRA config and early stopping)"
+        return f"the untrained {peer} predicting M_k's behaviour"
+
     def write_report(self, path: str | Path) -> Path:
         """The HTML page: figure, the tidy table, the rounds' phases, the numbers as JSON."""
         page = HtmlPage(f"Self-training rounds · policy {self.policy}")
         page.text(
             "Round 0 is the base model M_0; round k is M_k, trained on M_{k-1}'s own data. The cross-predictor is "
-            "the untrained base M_0 predicting M_k's behaviour. Proportions: Wilson; self − cross: paired "
-            "bootstrap + exact McNemar p; entropy and distinct answers: jackknife; calibration MAD: bootstrap over items.",
+            f"{self._cross_words()}. Proportions: Wilson; self − cross: paired "
+            "bootstrap + exact McNemar p; entropy and distinct answers: jackknife; calibration MAD: bootstrap over items; its noise floor: "
+            "the MAD of a perfect predictor given the same samples (parametric simulation).",
             css_class="note",
         )
         page.heading("Measures over rounds")
