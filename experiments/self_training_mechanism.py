@@ -85,7 +85,9 @@ def markdown(table: list[tuple[str, int, list[Evidence]]]) -> list[str]:
     lines = ["| run | round | " + " | ".join(subs) + " | n (primary) | reading (primary) |",
              "|---|---|" + "---|" * (len(subs) + 2)]
     for run, r, rows in table:
-        by = {ev.sub: ev for ev in rows}
+        by: dict[str, Evidence] = {}
+        for ev in rows:  # a sub's first row is its accuracy vs its control; a selectivity row may follow
+            by.setdefault(ev.sub, ev)
         prim = by.get(subs[0])
         cells = [_cell(by[s]) if s in by else "–" for s in subs]
         reading = "–" if prim is None else prim.why.split(":")[0]

@@ -34,7 +34,7 @@ from innerprobe.training.rounds import CONFIG_FILE, load_result, run_self_traini
 from innerprobe.training.rounds_config import POLICIES, SelfTrainConfig
 
 log = logging.getLogger("self_training_rounds")
-KEY = ("self_accuracy", "mode_baseline", "cross_accuracy", "text_only", "self_minus_cross", "calibration_mad",
+KEY = ("self_accuracy", "mode_baseline", "cross_accuracy", "text_only", "self_minus_cross", "calibration_mad", "calibration_floor",
        "changed_share", "answer_entropy", "distinct_answers", "object_compliance", "gt_accuracy")
 
 
@@ -58,8 +58,8 @@ def policy_markdown(out: Path, policy: str) -> list[str]:
                  else "–" for c in wide.columns]
         lines.append(f"| {what} | " + " | ".join(cells) + " |")
     cols = [c for c in ("round", "n_items", "n_items_kept", "n_train_rows", "n_object_rows", "n_hypothetical_rows", "epochs_run",
-                        "best_epoch", "stopped_early", "heldout_first", "heldout_best", "seconds_data", "seconds_train",
-                        "seconds_load", "seconds_measure", "seconds_total") if c in res.rounds]
+                        "best_epoch", "stopped_early", "heldout_first", "heldout_best", "n_cross_rows", "cross_heldout_best",
+                        "seconds_data", "seconds_train", "seconds_cross", "seconds_load", "seconds_measure", "seconds_total") if c in res.rounds]
     r = res.rounds[cols]
     lines += ["", "Rounds (rows trained, early stopping, wall seconds per phase):", "",
               "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
