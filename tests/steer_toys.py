@@ -79,12 +79,16 @@ def planted_store(model: Any, items: Any, prop: Any, *, kappa: float = 60.0, per
     return PlantedStore(rows, x, manifest)
 
 
-def own_answer_store(model: Any, out: Path, n: int = 80, hypothetical_positions: tuple[str, ...] = ()) -> Any:
+def own_answer_store(model: Any, out: Path, n: int = 80, hypothetical_positions: tuple[str, ...] = (),
+                     with_property: bool = False) -> Any:
     """A real capture of ``model`` on ``n`` train items whose label column is its own
-    forced-choice object answer, so the class means are the code its answer is read from."""
+    forced-choice object answer, so the class means are the code its answer is read from
+    (``with_property``: also the answer's second character, as the battery's store has it)."""
     prop = get_property("second_character")
     train = load_items("animals", n=n, split="train")
     trials = prepare_trials(model, train, prop, PromptSpec(), [])
     answers = argmax_labels(choice_logprobs(model, trials.o_prompts, trials.objects), trials.objects)
     labels = {"object_answer": answers, "object_compliant": [True] * len(answers)}
+    if with_property:
+        labels["answer_property"] = [prop.extract(a) for a in answers]
     return capture(model, train, prop, out=out, labels=labels, hypothetical_positions=hypothetical_positions)

@@ -20,7 +20,7 @@ from innerprobe.interventions.ablation import (
     _centres,
     run_ablation,
 )
-from innerprobe.interventions.directions import store_class_means
+from innerprobe.interventions.directions import orthonormal_rows, outside_span, store_class_means
 from innerprobe.interventions.experiment import prepare_trials
 from innerprobe.protocol.prompts import PromptSpec
 from innerprobe.protocol.properties import get_property
@@ -150,3 +150,30 @@ def test_mean_mode_restores_h_to_the_h_run_mean(tiny, own_store, tmp_path):
                      AblationConfig(layer=-1, modes=("mean",), n_boot=50, min_count=2, control=False))
     assert r.summary.mean_source == {"object": "object_mean", "hypothetical": "hypothetical_mean@h_last",
                                      "control": "hypothetical_mean@h_last"}
+
+
+def test_outside_span_keeps_what_lies_outside_the_spared_span():
+    g = torch.Generator().manual_seed(0)
+    basis = orthonormal_rows(torch.randn(6, 20, generator=g, dtype=torch.float64))
+    spared = orthonormal_rows(torch.randn(2, 6, generator=g, dtype=torch.float64) @ basis)  # inside span(basis)
+    rest = outside_span(basis, spared)
+    assert rest.shape == (4, 20)
+    torch.testing.assert_close(rest @ rest.T, torch.eye(4, dtype=torch.float64))
+    assert float((rest @ spared.T).abs().max()) < 1e-10  # nothing of the spared span is left
+    torch.testing.assert_close(rest @ basis.T @ basis, rest)  # and nothing outside the basis is added
+    assert outside_span(basis, basis).shape[0] == 0
+
+
+def test_ablation_sparing_the_property_removes_a_lower_rank_answer_identity(tiny, test_items, tmp_path):
+    store = own_answer_store(tiny, tmp_path / "store", with_property=True)
+    cfg = AblationConfig(layer=-1, n_boot=50, min_count=2, modes=("zero",), spare="answer_property")
+    r = run_ablation(tiny, store, test_items, PROP, cfg)
+    answer = [s for s in r.subspaces if s["kind"] == "answer"]
+    random = [s for s in r.subspaces if s["kind"] == "random"]
+    full = store_class_means(store, [tiny.n_layers - 1], min_count=2)[tiny.n_layers - 1]
+    prop = store_class_means(store, [tiny.n_layers - 1], label_column="answer_property", min_count=2)[tiny.n_layers - 1]
+    assert answer[0]["provenance"]["spared"] == "answer_property"
+    assert answer[0]["rank"] == len(full.classes) - len(prop.classes)  # property means are averages of answer means
+    assert [s["rank"] for s in random] == [s["rank"] for s in answer] and r.summary.rank == answer[0]["rank"]
+    with pytest.raises(DataError, match="object_answer"):
+        run_ablation(tiny, store, test_items, PROP, AblationConfig(layer=-1, n_boot=50, min_count=2, spare="colour"))

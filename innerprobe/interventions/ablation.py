@@ -47,6 +47,7 @@ from innerprobe.interventions.ablation_result import (
 from innerprobe.interventions.directions import (
     ClassMeans,
     Subspace,
+    outside_span,
     projected_variance,
     random_subspace,
     store_class_means,
@@ -112,6 +113,12 @@ class AblationConfig:
             subspace overlaps the answer code and ablates it too (found on the zoo: answer and
             random arms both broke O). Falls back to the whole space when ``2k > d_model``
             (recorded in the subspace's provenance). False: the whole space, as before.
+        spare: a store row column (e.g. ``answer_property``) whose class-mean span is *kept*: the
+            ablated subspace is the answer subspace minus that span
+            (:func:`~innerprobe.interventions.directions.outside_span`), so the answer's identity
+            is removed and the code of its property left in place. Its rank is then lower than
+            ``k`` (per layer); the random control gets the same rank. None: the whole answer
+            subspace.
         label_column, store_position, min_count, batch_size, n_boot, seed, spec: as in steering.
     """
 
@@ -124,6 +131,7 @@ class AblationConfig:
     control: bool = True
     reuse_prefix: bool = True
     random_outside: bool = True
+    spare: str | None = None
     label_column: str = "object_answer"
     store_position: str = "o_last"
     min_count: int = 3
@@ -184,15 +192,29 @@ def _subspaces(store: Any, means: dict[int, ClassMeans], k: int, config: Ablatio
         return ({layer: Subspace(torch.zeros(0, d), "answer", layer) for layer in means},
                 {layer: Subspace(torch.zeros(0, d), "random", layer) for layer in means})
     acts = store.read("object", config.site, config.store_position, layers=list(means))
+    spared = store_class_means(store, list(means), label_column=config.spare, site=config.site,
+                               position=config.store_position, min_count=config.min_count) if config.spare else {}
     answer, random = {}, {}
     for i, (layer, m) in enumerate(means.items()):
-        answer[layer] = m.subspace(k)
-        x = acts[:, i]
+        full = m.subspace(k)
+        answer[layer] = full if not spared else _spare(full, spared[layer], config.spare)
+        x, rank = acts[:, i], answer[layer].rank
+        if rank == 0:
+            random[layer] = Subspace(torch.zeros(0, d), "random", layer)
+            continue
         target = projected_variance(x, answer[layer].basis)
-        outside = answer[layer].basis if config.random_outside and 2 * k <= d else None
-        r = random_subspace(k, d, seed=config.seed * 7919 + layer, acts=x, target_variance=target, outside=outside)
+        outside = full.basis if config.random_outside and k + rank <= d else None
+        r = random_subspace(rank, d, seed=config.seed * 7919 + layer, acts=x, target_variance=target, outside=outside)
         random[layer] = Subspace(r.basis, "random", layer, (), r.provenance)
     return answer, random
+
+
+def _spare(full: Subspace, spared: ClassMeans, column: str) -> Subspace:
+    """The answer subspace minus the span of ``column``'s class means (its provenance says so)."""
+    keep = spared.subspace()
+    basis = outside_span(full.basis, keep.basis)
+    return Subspace(basis, "answer", full.layer, full.classes,
+                    {**full.provenance, "spared": column, "spared_rank": keep.rank, "answer_rank": full.rank})
 
 
 def _centres(store: Any, means: dict[int, ClassMeans], site: str) -> tuple[dict[int, torch.Tensor], str]:
@@ -316,7 +338,7 @@ def run_ablation(
     table = pd.DataFrame(rows)
     mb = stats.mode_baseline([truths_h[i] for i in kept])
     summary = AblationSummary(
-        property=prop.name, start_layer=start, layers=layers, rank=k, site=config.site, n_items=trials.n,
+        property=prop.name, start_layer=start, layers=layers, rank=answer[start].rank, site=config.site, n_items=trials.n,
         n_scored=len(kept), dropped=dict(dropped), mode_baseline=mb.estimate,
         mean_source={"object": "object_mean", "hypothetical": mean_source, "control": mean_source},
         variance_ratio=[float(s.provenance.get("variance_ratio", float("nan"))) for s in random.values()],

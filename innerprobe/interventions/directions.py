@@ -50,6 +50,7 @@ __all__ = [
     "class_means",
     "complement_basis",
     "norm_matched",
+    "outside_span",
     "projected_variance",
     "random_subspace",
     "store_class_means",
@@ -330,6 +331,25 @@ def complement_basis(basis: Float[Tensor, "k d_model"]) -> Float[Tensor, "m d_mo
     proj = torch.eye(d, dtype=torch.float64) - basis.double().T @ basis.double()
     eigval, eigvec = torch.linalg.eigh(proj)
     return eigvec[:, eigval > 0.5].T.to(basis.dtype)
+
+
+def outside_span(
+    basis: Float[Tensor, "k d_model"], spared: Float[Tensor, "p d_model"], *, keep: float = 0.5
+) -> Float[Tensor, "m d_model"]:
+    """Orthonormal rows spanning the part of ``span(basis)`` that lies outside ``span(spared)``.
+
+    Both arguments are orthonormal rows. The rows of ``basis`` are projected off ``span(spared)``
+    and the result's right singular vectors with singular value above ``keep`` are returned: a
+    direction of ``span(basis)`` survives only if more than ``keep`` of its length lies outside
+    the spared span. When ``span(spared) ⊂ span(basis)`` (a property's class means are averages
+    of its answers' class means) the singular values are 1 or 0 and ``m = k − p``. Used to ablate
+    an answer's *identity* while sparing its property: what remains of the answer code once the
+    directions that encode the property itself are left in place.
+    """
+    b, sp = basis.double(), spared.double()
+    rest = b - (b @ sp.T) @ sp
+    _, sv, vh = torch.linalg.svd(rest, full_matrices=False)
+    return vh[sv > keep].to(basis.dtype).contiguous()
 
 
 def random_subspace(

@@ -67,7 +67,7 @@ def _n(ctx: StepContext, cap: int) -> int:
     return min(ctx.n, cap)
 
 
-#: E6's two arms: where in H the answer subspace is removed, and whether the arm is voted.
+#: E6's arms: where in H the answer subspace is removed, and whether the arm is voted.
 E6_ARMS = (("after_quote", True), ("quote_onward", False))
 
 
@@ -83,6 +83,12 @@ def e6_ablation(ctx: StepContext) -> list[Evidence]:
     not (the zoo's planted direct model dropped under it and held under the voted arm). The
     control question is the reference's guard against this, but a model that cannot answer it
     leaves the guard blind.
+
+    Not an arm: sparing the property (``AblationConfig.spare="answer_property"``, the answer
+    subspace minus the span of the property's class means). On the zoo it removed the drop on the
+    direct models and on four of five simulation models alike: a simulating H reads the property
+    from the property directions of its answer code, so sparing them spares the route
+    (``experiments/results/zoo_confusion.md``).
     """
     rows: list[Evidence] = []
     for position, primary in E6_ARMS:
@@ -90,16 +96,17 @@ def e6_ablation(ctx: StepContext) -> list[Evidence]:
     return rows
 
 
-def _e6_arm(ctx: StepContext, position: str, primary: bool) -> list[Evidence]:
+def _e6_arm(ctx: StepContext, position: str, primary: bool, spare: str | None = None) -> list[Evidence]:
+    """One E6 arm: ablate in H at ``position`` (``spare``: keep that store column's code)."""
     cfg, role = ctx.config, ctx.role
     config = AblationConfig(modes=("mean",), h_position=position, batch_size=cfg.batch_size, n_boot=cfg.n_boot,
-                            seed=cfg.seed)
+                            seed=cfg.seed, spare=spare)
     res = run_ablation(ctx.model, shared_store(ctx), cfg.task, cfg.property, config, n=_n(ctx, E6_ITEMS),
                        split="test")
     s, by = res.summary, {e.reading: e for e in res.summary.effects}
     where = f"rank {s.rank} from layer {s.start_layer}, mean ablation, H {position}"
     h, o = by["hypothetical"], by["object"]
-    sub = "answer-subspace ablation" + ("" if primary else f" ({position})")
+    sub = "answer-subspace ablation" + ("" if primary else f" (sparing {spare}, {position})" if spare else f" ({position})")
     drop = Evidence("E6", sub, f"self-prediction drop: answer − random subspace (paired), {where}",
                     negated(h.answer_vs_random.diff), None, h.n, model=role, primary=primary)
     untestable = _untestable(h.unablated, s.mode_baseline, o, cfg.decision) if primary else None
