@@ -135,7 +135,7 @@ class SelfTrainResult(Result):
             "Round 0 is the base model M_0; round k is M_k, trained on M_{k-1}'s own data. The cross-predictor is "
             f"{self._cross_words()}. Proportions: Wilson; self − cross: paired "
             "bootstrap + exact McNemar p; entropy and distinct answers: jackknife; calibration MAD: bootstrap over items; its noise floor: "
-            "the MAD of a perfect predictor given the same samples (parametric simulation).",
+            "the MAD of a perfect predictor given the same samples (simulated from the Jeffreys posterior of each item's counts; it errs low).",
             css_class="note",
         )
         page.heading("Measures over rounds")
