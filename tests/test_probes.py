@@ -333,6 +333,17 @@ def test_ridge_primal_dual_and_precisions_agree_and_check_input():
             got = P.fit_ridge(xl, y_t, w, 3, solver=solver, mixed=mixed)
             torch.testing.assert_close(got.W, ref.W, rtol=1e-7, atol=1e-9 * float(ref.W.abs().max()))
             torch.testing.assert_close(got.b, ref.b, rtol=1e-7, atol=1e-7)
+    # training sets whose held-out items overlap (not a partition): the primal path downdates instead
+    g = torch.Generator().manual_seed(1)
+    overlap = (torch.rand(4, 90, generator=g) > 0.3).to(w.dtype)
+    assert int(((overlap == 0).sum(0) > 1).sum()) > 0
+    ref = P.fit_ridge(xl, y_t, overlap, 3, solver="dual", mixed=False)
+    got = P.fit_ridge(xl, y_t, overlap, 3, solver="primal", mixed=False)
+    torch.testing.assert_close(got.W, ref.W, rtol=1e-7, atol=1e-9 * float(ref.W.abs().max()))
+    two = w[:2]  # a partition's blocks plus items never held out (the third fold's)
+    ref = P.fit_ridge(xl, y_t, two, 3, solver="dual", mixed=False)
+    got = P.fit_ridge(xl, y_t, two, 3, solver="primal", mixed=False)
+    torch.testing.assert_close(got.W, ref.W, rtol=1e-7, atol=1e-9 * float(ref.W.abs().max()))
     with pytest.raises(Exception, match="unknown ridge solver.*primal"):
         P.fit_ridge(xl, y_t, w, 3, solver="qr")
     with pytest.raises(DataError, match="0/1"):

@@ -139,15 +139,25 @@ def fit_ridge(
     t_mean = (w @ t) / cnt[:, None]  # [f, k]
     if solver == "primal":
         # everything fold-major ([fold, layer, ...]) so that each fold's block is contiguous
-        gram = xm.transpose(1, 2) @ xm  # [l, d, d], once per layer
         m = torch.empty(n_fold, n_layer, d, d, dtype=xm.dtype, device=x.device)
         mu_f, s2 = mu.transpose(0, 1), (sd**2).transpose(0, 1)  # [f, l, d]
+        held = [torch.nonzero(w[f] == 0).flatten() for f in range(n_fold)]
+        disjoint = bool(((w == 0).sum(0) <= 1).all())  # cross-validation: each item held out at most once
+        if disjoint:
+            # the held-out blocks' Grams partition the whole Gram: form each once, sum them, and
+            # a fold's training Gram is the whole minus its own block (half the work of a downdate)
+            for f in range(n_fold):
+                torch.bmm(xm[:, held[f]].transpose(1, 2), xm[:, held[f]], out=m[f])
+            never = torch.nonzero((w == 0).sum(0) == 0).flatten()
+            gram = m.sum(0) + (xm[:, never].transpose(1, 2) @ xm[:, never])  # [l, d, d]
+            torch.sub(gram[None], m, out=m)
+        else:
+            gram = xm.transpose(1, 2) @ xm  # [l, d, d], once per layer
+            for f in range(n_fold):
+                torch.baddbmm(gram, xm[:, held[f]].transpose(1, 2), xm[:, held[f]], alpha=-1.0, out=m[f])
         for f in range(n_fold):
-            held = torch.nonzero(w[f] == 0).flatten()
-            xh = xm[:, held]
             mf = mu_f[f].to(xm)
-            # downdate, centre about the fold mean, add the standardisation-as-penalty diagonal
-            torch.baddbmm(gram, xh.transpose(1, 2), xh, alpha=-1.0, out=m[f])
+            # centre about the fold mean, add the standardisation-as-penalty diagonal
             m[f].baddbmm_(mf[:, :, None], mf[:, None, :], alpha=-float(cnt[f]))
             m[f].diagonal(dim1=-2, dim2=-1).add_(alpha * s2[f].to(xm))
         k = t.shape[1]
