@@ -25,9 +25,9 @@ from innerprobe.training.data import (
 from innerprobe.training.finetune import finetune
 from innerprobe.training.ground_truth import questions, read_answer
 from innerprobe.training.policies import behaviour_config, policy_data
-from innerprobe.training.rounds import round_dir, round_items, run_self_training
+from innerprobe.training.rounds import eval_items, round_dir, round_items, run_self_training
 from innerprobe.training.rounds_config import CROSS_PREDICTORS, POLICIES, SelfTrainConfig
-from innerprobe.training.rounds_cross import cross_items, load_cross
+from innerprobe.training.rounds_cross import cross_items
 from innerprobe.training.rounds_measure import measure_model
 from innerprobe.training.rounds_result import SelfTrainResult
 
@@ -108,9 +108,8 @@ def test_trained_cross_predictor_learns_m1_behaviour_on_round_2_items(tiny, tmp_
     direct = finetune(tiny, own, tmp_path / "peer", FT)  # the peer is the base model M_0
     assert _adapter_hash(round_dir(tmp_path / "loop", 1) / "cross" / "adapter") == _adapter_hash(direct.out_dir)
     per_item = pd.read_parquet(round_dir(tmp_path / "loop", 1) / "measure" / "items.parquet")
-    from innerprobe.training.rounds import eval_items  # the measured items
-
-    pred = predict(load_cross(round_dir(tmp_path / "loop", 1) / "cross", "cpu"), eval_items(cfg)[0], get_property(PROP),
+    cross_model = load_model(round_dir(tmp_path / "loop", 1) / "cross" / "adapter", device="cpu")
+    pred = predict(cross_model, eval_items(cfg)[0], get_property(PROP),
                    sorted(set(per_item["prediction_clean"].dropna()) | set(per_item["object_value"].dropna())),
                    behaviour_config(16, 0))
     scored = per_item["scored"].to_numpy(bool)

@@ -96,17 +96,17 @@ def e6_ablation(ctx: StepContext) -> list[Evidence]:
     return rows
 
 
-def _e6_arm(ctx: StepContext, position: str, primary: bool, spare: str | None = None) -> list[Evidence]:
-    """One E6 arm: ablate in H at ``position`` (``spare``: keep that store column's code)."""
+def _e6_arm(ctx: StepContext, position: str, primary: bool) -> list[Evidence]:
+    """One E6 arm: ablate the answer subspace in H at ``position``."""
     cfg, role = ctx.config, ctx.role
     config = AblationConfig(modes=("mean",), h_position=position, batch_size=cfg.batch_size, n_boot=cfg.n_boot,
-                            seed=cfg.seed, spare=spare)
+                            seed=cfg.seed)
     res = run_ablation(ctx.model, shared_store(ctx), cfg.task, cfg.property, config, n=_n(ctx, E6_ITEMS),
                        split="test")
     s, by = res.summary, {e.reading: e for e in res.summary.effects}
     where = f"rank {s.rank} from layer {s.start_layer}, mean ablation, H {position}"
     h, o = by["hypothetical"], by["object"]
-    sub = "answer-subspace ablation" + ("" if primary else f" (sparing {spare}, {position})" if spare else f" ({position})")
+    sub = "answer-subspace ablation" + ("" if primary else f" ({position})")
     drop = Evidence("E6", sub, f"self-prediction drop: answer − random subspace (paired), {where}",
                     negated(h.answer_vs_random.diff), None, h.n, model=role, primary=primary)
     untestable = _untestable(h.unablated, s.mode_baseline, o, cfg.decision) if primary else None

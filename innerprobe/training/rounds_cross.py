@@ -37,7 +37,6 @@ from typing import Any
 from datasets import Dataset
 
 from innerprobe.core.io import atomic_dir, read_json, write_json
-from innerprobe.models.load import load_model
 from innerprobe.models.loaded import LoadedModel
 from innerprobe.protocol.tasks import load_items
 from innerprobe.training.data import data_hash, load_training_data, save_training_data
@@ -106,13 +105,8 @@ def cross_done(folder: Path) -> bool:
     return (folder / "adapter" / DONE_FILE).exists()
 
 
-def load_cross(folder: Path, device: str | None = None) -> LoadedModel:
-    """Round r's trained cross-predictor (the peer with its adapter merged)."""
-    return load_model(folder / "adapter", device=device)
-
-
 def cross_record(folder: Path) -> dict[str, Any]:
     return read_json(folder / "adapter" / DONE_FILE)
 
 
-__all__ = ["CROSS_DIR", "build_cross_data", "cross_done", "cross_items", "cross_record", "load_cross", "train_cross"]
+__all__ = ["CROSS_DIR", "build_cross_data", "cross_done", "cross_items", "cross_record", "train_cross"]
