@@ -30,6 +30,7 @@ import torch
 from innerprobe.activations.capture import capture, capture_prompts
 from innerprobe.behavior.elicitation import build_hypotheticals
 from innerprobe.behavior.inference import batches, left_pad
+from innerprobe.core.io import write_json
 from innerprobe.models.load import load_model
 from innerprobe.protocol.prompts import PromptSpec
 from innerprobe.protocol.properties import get_property
@@ -80,37 +81,70 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--rss-n", type=int, default=0, help="items of the full capture() for peak RSS (0: skip)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave)")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def current_rss_mb() -> float:
+    """Resident set size now (Linux ``/proc/self/status`` VmRSS), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS line in /proc/self/status (Linux only)")
 
-    model = load_model(args.model, device="cpu")
-    prop = get_property("second_character")
-    items = load_items("animals", n=args.n, split="train", seed=0)
+
+def rss_capture(model, prop, n_items: int, batch_size: int, partial: Path | None = None) -> dict:
+    """A full ``capture()`` of ``n_items`` into a temporary store, with the RSS after every shard.
+
+    The trace (items committed, RSS now, peak so far, seconds) is what shows memory flat in the
+    number of items: a store that held activations in memory would grow with every shard.
+    Every 20 shards the trace so far is written atomically to ``partial`` (if given), so a run
+    stopped early still leaves its measurements.
+    """
+    big = load_items("animals", n=n_items, split="train", seed=1)
+    before, start = peak_rss_mb(), time.perf_counter()
+    trace: list[dict] = []
+    done = 0
+
+    def on_shard(shard_items: int) -> None:
+        nonlocal done
+        done += shard_items
+        trace.append({"items": done, "rss_mb": current_rss_mb(), "peak_rss_mb": peak_rss_mb(),
+                      "seconds": time.perf_counter() - start})
+        if len(trace) % 20 == 0:
+            if partial is not None:
+                write_json(partial, {"n_items": n_items, "peak_rss_mb_before": before, "trace": trace})
+            log.info("%d/%d items, RSS %.0f MiB, %.0f s", done, n_items, trace[-1]["rss_mb"], trace[-1]["seconds"])
+
+    with tempfile.TemporaryDirectory() as d:
+        store = capture(model, big, prop, out=Path(d) / "s", batch_size=batch_size, shard_size=64, progress=on_shard)
+        stored = sum(p.stat().st_size for p in Path(d, "s").glob("shard-*")) / 2**20
+        tensors = len(store.keys())
+    tenth = trace[max(0, len(trace) // 10 - 1)]
+    return {
+        "n_items": n_items,
+        "capture_seconds": time.perf_counter() - start,
+        "peak_rss_mb_before": before,
+        "peak_rss_mb_after": peak_rss_mb(),
+        "rss_mb_at_10pct_items": tenth["rss_mb"],
+        "rss_mb_at_end": trace[-1]["rss_mb"],
+        "store_mb": stored,
+        "tensors": tensors,
+        "trace": trace,
+    }
+
+
+def timings(model, prop, n: int, batch_size: int, repeats: int) -> dict:
+    """Seconds of (a), (a1), (b), (c) on ``n`` hypothetical prompts, best of ``repeats``."""
+    items = load_items("animals", n=n, split="train", seed=0)
     prompts = build_hypotheticals(model, items, prop, PromptSpec())
-    rows_batches = _batches(prompts, args.batch_size)
+    rows_batches = _batches(prompts, batch_size)
     plain_forward(model, rows_batches[:1])  # warm-up
 
-    t_a = best_of(lambda: plain_forward(model, rows_batches), args.repeats)
-    t_a1 = best_of(lambda: plain_forward(model, rows_batches, last_logits_only=True), args.repeats)
-    t_b = best_of(lambda: innerprobe_capture(model, prompts, args.batch_size), args.repeats)
-    t_c = best_of(lambda: tl_run_with_cache(model, rows_batches), args.repeats)
-    result = {
-        "model": model.fingerprint.short,
-        "n_items": args.n,
-        "batch_size": args.batch_size,
+    t_a = best_of(lambda: plain_forward(model, rows_batches), repeats)
+    t_a1 = best_of(lambda: plain_forward(model, rows_batches, last_logits_only=True), repeats)
+    t_b = best_of(lambda: innerprobe_capture(model, prompts, batch_size), repeats)
+    t_c = best_of(lambda: tl_run_with_cache(model, rows_batches), repeats)
+    return {
+        "n_items": n,
+        "batch_size": batch_size,
         "mean_tokens": sum(map(len, prompts)) / len(prompts),
-        "torch_threads": torch.get_num_threads(),
         "seconds": {
             "a_plain_hf_forward": t_a,
             "a1_plain_hf_forward_last_logits": t_a1,
@@ -122,22 +156,31 @@ def main() -> None:
         "ratio_c_over_a": t_c / t_a,
         "goal_b_over_a1_le_1.10": t_b / t_a1 <= 1.10,
     }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rss-n", type=int, default=0, help="items of the full capture() for peak RSS (0: skip)")
+    ap.add_argument("--rss-only", action="store_true", help="skip the timings; only the --rss-n capture")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave)")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    model = load_model(args.model, device="cpu")
+    prop = get_property("second_character")
+    result: dict = {"model": model.fingerprint.short, "torch_threads": torch.get_num_threads()}
+    if not args.rss_only:
+        result.update(timings(model, prop, args.n, args.batch_size, args.repeats))
     if args.rss_n:
-        big = load_items("animals", n=args.rss_n, split="train", seed=1)
-        before = peak_rss_mb()
-        with tempfile.TemporaryDirectory() as d:
-            t = time.perf_counter()
-            store = capture(model, big, prop, out=Path(d) / "s", batch_size=args.batch_size, shard_size=64)
-            elapsed = time.perf_counter() - t
-            stored = sum(p.stat().st_size for p in Path(d, "s").glob("shard-*")) / 2**20
-        result["rss"] = {
-            "n_items": args.rss_n,
-            "capture_seconds": elapsed,
-            "peak_rss_mb_before": before,
-            "peak_rss_mb_after": peak_rss_mb(),
-            "store_mb": stored,
-            "tensors": len(store.keys()),
-        }
+        partial = None if args.out is None else args.out.with_suffix(".partial.json")
+        result["rss"] = rss_capture(model, prop, args.rss_n, args.batch_size, partial)
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,10 @@ Reports, with wall times and ratios measured in this one run:
 * ``ridge_vs_sklearn_logistic``: the batched ridge sweep vs a loop of ``StandardScaler`` +
   ``LogisticRegression`` (the usual probe sweep; a different estimator, so accuracy differences
   per layer are reported, not expected to be zero);
+* ``ridge_all``: the same ridge with the scaler fitted on all items (``standardise="all"``,
+  label-free), where every fold shares one kernel per layer, vs its own scikit-learn loop
+  (``StandardScaler`` fitted once per layer) for parity, and vs the logistic loop for speed;
+  ``ridge_all_float32`` is the same without float64 refinement (``ProbeConfig.ridge_refine``);
 * ``logistic``: batched L-BFGS :func:`~innerprobe.probes.fit_logistic` vs the same logistic loop.
 
     python benchmarks/bench_probes.py [--n 500] [--layers 30] [--out bench_probes.json]
@@ -82,20 +86,30 @@ def main() -> None:
         oof, _ = P.heldout_predictions(P.fit_ridge(xl, y_t, w, n_cls, alpha=args.alpha), xl, fold)
         return oof.cpu().numpy()
 
+    def ridge_all_batched(refine: bool = True) -> np.ndarray:
+        fit = P.fit_ridge(xl, y_t, w, n_cls, alpha=args.alpha, standardise="all", refine_answers=refine)
+        return P.heldout_predictions(fit, xl, fold)[0].cpu().numpy()
+
     def logistic_batched() -> np.ndarray:
         oof, _ = P.heldout_predictions(P.fit_logistic(xl, y_t, w, n_cls, C=args.C), xl, fold)
         return oof.cpu().numpy()
 
     with threadpool_limits(args.threads):
         P.fit_ridge(xl[:1], y_t, w, n_cls, alpha=args.alpha)  # warm-up (kernels, allocator)
+        P.fit_ridge(xl[:1], y_t, w, n_cls, alpha=args.alpha, standardise="all")
         P.fit_logistic(xl[:1], y_t, w, n_cls, C=args.C, max_iter=3)
         ridge, t_ridge = _timed(ridge_batched)
+        ridge_all, t_ridge_all = _timed(ridge_all_batched)
+        ridge_f32, t_ridge_f32 = _timed(lambda: ridge_all_batched(refine=False))
+        sk_all, t_sk_all = _timed(lambda: P.sklearn_ridge_oof(x, lab.ids, fold, alpha=args.alpha, standardise="all")[0])
         sk_ridge, t_sk_ridge = _timed(lambda: P.sklearn_ridge_oof(x, lab.ids, fold, alpha=args.alpha)[0])
         sk_lr, t_sk_lr = _timed(lambda: P.sklearn_logistic_oof(x, lab.ids, fold, C=args.C, tol=1e-4))
         lr, t_lr = (None, None) if args.skip_logistic_batched else _timed(logistic_batched)
 
-    acc = {"ridge_batched": _acc(ridge, lab.ids), "sklearn_ridge": _acc(sk_ridge, lab.ids), "sklearn_logistic": _acc(sk_lr, lab.ids)}
+    acc = {"ridge_batched": _acc(ridge, lab.ids), "sklearn_ridge": _acc(sk_ridge, lab.ids),
+           "sklearn_logistic": _acc(sk_lr, lab.ids), "ridge_all": _acc(ridge_all, lab.ids)}
     diff_lr = acc["ridge_batched"] - acc["sklearn_logistic"]
+    diff_all = acc["ridge_all"] - acc["sklearn_logistic"]
     result: dict[str, Any] = {
         "shape": {"n": args.n, "layers": args.layers, "d": args.d, "classes": n_cls, "folds": args.folds},
         "C": args.C,
@@ -104,6 +118,8 @@ def main() -> None:
         "device": args.device,
         "seconds": {
             "ridge_batched": round(t_ridge, 3), "sklearn_ridge_loop": round(t_sk_ridge, 3),
+            "ridge_all_batched": round(t_ridge_all, 3), "ridge_all_float32": round(t_ridge_f32, 3),
+            "sklearn_ridge_all_loop": round(t_sk_all, 3),
             "sklearn_logistic_loop": round(t_sk_lr, 3),
             "logistic_batched": None if t_lr is None else round(t_lr, 3),
         },
@@ -111,6 +127,22 @@ def main() -> None:
             "speedup_vs_sklearn_ridge": round(t_sk_ridge / t_ridge, 2),
             "max_abs_acc_diff": float(np.abs(acc["ridge_batched"] - acc["sklearn_ridge"]).max()),
             "prediction_agreement": float((ridge == sk_ridge).mean()),
+        },
+        "ridge_all": {
+            "speedup_vs_sklearn_logistic": round(t_sk_lr / t_ridge_all, 2),
+            "speedup_vs_sklearn_ridge_all": round(t_sk_all / t_ridge_all, 2),
+            "prediction_agreement_with_sklearn_ridge_all": float((ridge_all == sk_all).mean()),
+            "mean_acc": float(acc["ridge_all"].mean()),
+            "mean_acc_diff_vs_sklearn_logistic": float(diff_all.mean()),
+            "max_abs_acc_diff_vs_sklearn_logistic": float(np.abs(diff_all).max()),
+            "min_acc_diff_vs_sklearn_logistic": float(diff_all.min()),
+            "mean_acc_diff_vs_fold_standardised_ridge": float((acc["ridge_all"] - acc["ridge_batched"]).mean()),
+        },
+        "ridge_all_float32": {
+            "speedup_vs_sklearn_logistic": round(t_sk_lr / t_ridge_f32, 2),
+            "prediction_agreement_with_sklearn_ridge_all": float((ridge_f32 == sk_all).mean()),
+            "mean_acc_diff_vs_sklearn_logistic": float((_acc(ridge_f32, lab.ids) - acc["sklearn_logistic"]).mean()),
+            "min_acc_diff_vs_sklearn_logistic": float((_acc(ridge_f32, lab.ids) - acc["sklearn_logistic"]).min()),
         },
         "ridge_vs_sklearn_logistic": {
             "speedup": round(t_sk_lr / t_ridge, 2),

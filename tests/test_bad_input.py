@@ -151,6 +151,7 @@ def test_outputs_respect_the_umask(tmp_path):
         (["finetune", "--model", "tiny-random", "--max-steps", "-3"], ["max_steps", ">= 1, got -3"]),
         (["finetune", "--model", "tiny-random", "--tasks", "colors,planets"], ["'planets'", "valid tasks: animals"]),
         (["probe", "--store", "s", "--folds", "1"], ["folds", ">= 2, got 1"]),
+        (["probe", "--store", "s", "--standardise", "train"], ["standardisation scope 'train'", "all, fold"]),
         (["patch", "--model", "tiny-random", "--gap-rule", "bogus"], ["gap rule 'bogus'", "both_runs, difference"]),
         (["patch", "--model", "tiny-random", "--other-task", "planets"], ["task 'planets'", "colors"]),
         (["patch", "--model", "tiny-random", "--site", "resid_mid"], ["site 'resid_mid'", "attn_out, mlp_out"]),

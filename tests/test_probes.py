@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from innerprobe import probes as P
-from innerprobe.core.errors import DataError
+from innerprobe.core.errors import DataError, UnknownNameError
 
 
 def _planted(n: int = 2000, d: int = 16, n_layers: int = 2, strength: float = 1.0, seed: int = 0):
@@ -232,6 +232,12 @@ def test_cli_probe(tmp_path, monkeypatch):
     assert saved.directions["ridge/O"].shape == (2, 3, 32) and saved.provenance["seed"] == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["best"] and "split B" in summary["best_selection"]
+    fast = tmp_path / "fast"
+    r = CliRunner().invoke(app, ["probe", "--store", str(tmp_path), "--folds", "3", "--n-boot", "50", "--standardise", "all",
+                                 "--no-ridge-refine", "--out", str(fast)])
+    assert r.exit_code == 0, r.output
+    fast_result = P.ProbeResult.load(fast)
+    assert fast_result.config.standardise == "all" and fast_result.config.ridge_refine is False
     bad = CliRunner().invoke(app, ["probe", "--store", str(tmp_path), "--folds", "100", "--out", str(out)])
     assert bad.exit_code == 2 and "fold" in bad.output
     bad = CliRunner().invoke(app, ["probe", "--store", str(tmp_path), "--probes", "ridge,lasso", "--out", str(out)])
@@ -364,3 +370,75 @@ def test_ridge_accuracy_close_to_sklearn_logistic():
     acc_lr = (P.sklearn_logistic_oof(x, lab.ids, fold, C=0.1, tol=1e-4) == lab.ids).mean(1)
     assert acc_ridge.mean() >= acc_lr.mean() - 0.01, (acc_ridge, acc_lr)
     assert np.abs(acc_ridge - acc_lr).max() <= 0.05, (acc_ridge, acc_lr)
+
+
+@pytest.mark.parametrize("n_classes,mixed", [(4, True), (2, True), (4, False)])
+def test_ridge_all_items_standardised_matches_sklearn(n_classes: int, mixed: bool):
+    """standardise="all": the shared-kernel dual equals StandardScaler(all items) + RidgeClassifier."""
+    x, y, _ = P.synthetic_activations(n=150, n_layers=2, d=200, n_classes=n_classes, seed=5, signal=[0.5, 2.0])
+    lab = P.encode_labels(y, folds=3)
+    fold = P.make_folds(lab.ids, [f"g{i // 2}" for i in range(150)], 3, seed=0)
+    xl = x.permute(1, 0, 2)
+    fitted = P.fit_ridge(xl, torch.as_tensor(lab.ids), P.fold_weights(fold, 3), n_classes, alpha=3.0,
+                         solver="dual", mixed=mixed, standardise="all")
+    oof, _ = P.heldout_predictions(fitted, xl, fold)
+    ref, dec = P.sklearn_ridge_oof(x, lab.ids, fold, alpha=3.0, standardise="all")
+    fold_ref, fold_dec = P.sklearn_ridge_oof(x, lab.ids, fold, alpha=3.0)
+    assert not np.allclose(dec, fold_dec, rtol=1e-3)  # the two scopes are different problems
+    assert (oof.numpy() == ref).mean() >= 0.99
+    np.testing.assert_allclose(_oof_scores(fitted, xl, fold, n_classes), dec, rtol=1e-4, atol=1e-6 * np.abs(dec).max())
+
+
+def test_ridge_kernel_equals_primal_with_all_items_scaler():
+    """The shared kernel and the primal solve give the same weights, for partitions and overlaps."""
+    x, y, _ = P.synthetic_activations(n=90, n_layers=2, d=70, n_classes=3, seed=4)
+    lab = P.encode_labels(y, folds=3)
+    xl, y_t = x.permute(1, 0, 2), torch.as_tensor(lab.ids)
+    g = torch.Generator().manual_seed(1)
+    overlap = (torch.rand(4, 90, generator=g) > 0.3).double()
+    for w in (P.fold_weights(P.make_folds(lab.ids, None, 3, seed=0), 3), overlap):
+        ref = P.fit_ridge(xl, y_t, w, 3, solver="primal", mixed=False, standardise="all")
+        for mixed in (True, False):
+            got = P.fit_ridge(xl, y_t, w, 3, solver="dual", mixed=mixed, standardise="all")
+            torch.testing.assert_close(got.W, ref.W, rtol=1e-7, atol=1e-9 * float(ref.W.abs().max()))
+            torch.testing.assert_close(got.b, ref.b, rtol=1e-7, atol=1e-7)
+    fold_fit = P.fit_ridge(xl, y_t, w, 3, solver="primal", mixed=False)
+    assert not torch.allclose(fold_fit.W, ref.W, rtol=1e-3)
+    with pytest.raises(UnknownNameError, match="standardisation scope 'train'.*all, fold"):
+        P.fit_ridge(xl, y_t, w, 3, standardise="train")
+    with pytest.raises(UnknownNameError, match="standardisation scope 'both'.*all, fold"):
+        P.ProbeConfig(standardise="both")
+
+
+def test_logistic_and_mass_mean_all_items_scaler_match_references():
+    x, y, _ = P.synthetic_activations(n=120, n_layers=2, d=16, n_classes=3, seed=6, signal=[0.4, 1.2])
+    lab = P.encode_labels(y, folds=3)
+    fold = P.make_folds(lab.ids, None, 3, seed=0)
+    xl, w, y_t = x.permute(1, 0, 2), P.fold_weights(fold, 3), torch.as_tensor(lab.ids)
+    oof, _ = P.heldout_predictions(P.fit_logistic(xl, y_t, w, 3, C=0.1, tol=1e-6, max_iter=500, standardise="all"), xl, fold)
+    ref = P.sklearn_logistic_oof(x, lab.ids, fold, C=0.1, standardise="all")
+    assert (oof.numpy() == ref).mean() >= 0.99
+    oof, _ = P.heldout_predictions(P.fit_mass_mean(xl.double(), y_t, w, 3, scope="all"), xl, fold)
+    a = xl.double().numpy()
+    for layer in range(2):
+        z = (a[layer] - a[layer].mean(0)) / a[layer].std(0)
+        for f in range(3):
+            tr, te = fold != f, fold == f
+            means = np.stack([z[tr][lab.ids[tr] == c].mean(0) for c in range(3)])
+            brute = ((z[te][:, None] - means[None]) ** 2).sum(-1).argmin(1)
+            assert (oof[layer].numpy()[te] == brute).all()
+
+
+@pytest.mark.parametrize("standardise,solver", [("all", "dual"), ("fold", "primal"), ("fold", "dual")])
+def test_ridge_unrefined_float32_is_close_and_predicts_alike(standardise: str, solver: str):
+    """refine_answers=False keeps the float32 answer: near the float64 one, same predictions."""
+    x, y, _ = P.synthetic_activations(n=150, n_layers=2, d=120, n_classes=4, seed=7, signal=[0.5, 2.0])
+    lab = P.encode_labels(y, folds=3)
+    fold = P.make_folds(lab.ids, None, 3, seed=0)
+    xl, w, y_t = x.permute(1, 0, 2), P.fold_weights(fold, 3), torch.as_tensor(lab.ids)
+    exact = P.fit_ridge(xl, y_t, w, 4, solver=solver, mixed=False, standardise=standardise)
+    fast = P.fit_ridge(xl, y_t, w, 4, solver=solver, standardise=standardise, refine_answers=False)
+    err = float((fast.W.double() - exact.W).abs().max() / exact.W.abs().max())
+    assert 0 < err < 1e-3, err  # float32-sized error: not refined away, not large
+    ref, _ = P.sklearn_ridge_oof(x, lab.ids, fold, alpha=1.0, standardise=standardise)
+    assert (P.heldout_predictions(fast, xl, fold)[0].numpy() == ref).mean() >= 0.99

@@ -253,7 +253,8 @@ def capture(
         config: what to capture (:class:`CaptureConfig`; default: its defaults).
         out: the store directory.
         labels: extra row-table columns, one value per item (probe targets).
-        progress: called with the number of items after each shard is committed.
+        progress: called with each shard's number of items as the shard is committed (the
+            increment, for a progress bar's ``advance``).
         **options: :class:`CaptureConfig` fields, replacing those of ``config``
             (``capture(m, items, prop, out=d, layers=[0, 3])``).
 

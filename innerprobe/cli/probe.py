@@ -45,6 +45,12 @@ COpt = Annotated[float, typer.Option("--C", help="Inverse L2 strength of the log
 RidgeAlphaOpt = Annotated[float, typer.Option(
     help="L2 strength of the ridge probe (scikit-learn's RidgeClassifier alpha)."
 )]
+StandardiseOpt = Annotated[str, typer.Option(
+    help="Scaler statistics from each training fold (fold) or all items, label-free (all: the fast ridge sweep)."
+)]
+RefineOpt = Annotated[bool, typer.Option(
+    "--ridge-refine/--no-ridge-refine", help="Refine ridge answers to float64 accuracy (off: float32, fastest)."
+)]
 MinCountOpt = Annotated[int | None, typer.Option(help="Drop classes with fewer items (default: error if < folds).")]
 ControlsOpt = Annotated[bool, typer.Option(help="Fit shuffled, control-task and random-projection controls.")]
 NBootOpt = Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")]
@@ -90,6 +96,8 @@ def probe_cmd(
     folds: FoldsOpt = 5,
     C: COpt = 0.1,
     ridge_alpha: RidgeAlphaOpt = 10.0,
+    standardise: StandardiseOpt = "fold",
+    ridge_refine: RefineOpt = True,
     min_count: MinCountOpt = None,
     controls: ControlsOpt = True,
     n_boot: NBootOpt = 1000,
@@ -102,7 +110,7 @@ def probe_cmd(
     try:
         config = ProbeConfig(
             folds=folds, seed=seed, C=C, ridge_alpha=ridge_alpha, probes=tuple(_csv(probes)), controls=controls,
-            min_count=min_count, n_boot=n_boot, device=device,
+            min_count=min_count, n_boot=n_boot, device=device, standardise=standardise, ridge_refine=ridge_refine,
         )
         st = _open_store(store)
         preflight(out, "probe", None)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from innerprobe.core.errors import DataError, check_at_least, check_choice
+from innerprobe.probes.linear import STANDARDISE
 
 __all__ = ["PROBES", "DEFAULT_PROBES", "ProbeConfig"]
 
@@ -30,12 +31,16 @@ class ProbeConfig:
     ``probes`` defaults to the fast closed-form sweep (``ridge`` and ``mass_mean``); add
     ``"logistic"`` for the exact multinomial-logistic objective (L-BFGS: slow on CPU, meant for
     GPU or as a reference). ``ridge_alpha`` is scikit-learn's ``RidgeClassifier`` ``alpha`` on
-    standardised features; ``ridge_mixed`` factors in float32 with float64 refinement.
+    standardised features; ``ridge_mixed`` factors in float32 with float64 refinement, and
+    ``ridge_refine=False`` drops that refinement (float32 answers, the fastest sweep).
     ``C`` is scikit-learn's inverse L2 strength on standardised features (logistic). ``min_count`` drops
     classes with fewer items (and reports how many); without it a class rarer than ``folds`` is
     an error. ``tol`` is scikit-learn's gradient tolerance. ``n_boot`` resamples and ``alpha``
     (``1 - alpha`` intervals) set the confidence intervals; ``seed`` fixes folds, controls and
-    resamples. Transfer is computed between runs of different kinds (O ↔ H), never between two
+    resamples. ``standardise`` is where every family's scaler statistics come from: each
+    training fold (``"fold"``, scikit-learn's ``Pipeline`` semantics) or all items' activations
+    (``"all"``: label-free; ridge then shares one kernel per layer across folds, the fast sweep).
+    Transfer is computed between runs of different kinds (O ↔ H), never between two
     H positions.
     """
 
@@ -53,6 +58,8 @@ class ProbeConfig:
     mass_mean_standardise: bool = True
     ridge_alpha: float = 10.0
     ridge_mixed: bool = True
+    ridge_refine: bool = True
+    standardise: str = "fold"
 
     def __post_init__(self) -> None:
         probes = (self.probes,) if isinstance(self.probes, str) else tuple(self.probes)
@@ -63,6 +70,7 @@ class ProbeConfig:
             check_choice("probe", p, PROBES)
         if len(set(probes)) != len(probes):
             raise DataError(f"ProbeConfig.probes lists a family twice: {list(probes)}")
+        check_choice("standardisation scope", self.standardise, STANDARDISE)
         check_at_least("ProbeConfig.folds", self.folds, 2)
         check_at_least("ProbeConfig.max_iter", self.max_iter, 1)
         check_at_least("ProbeConfig.n_boot", self.n_boot, 1)

@@ -7,8 +7,11 @@ rescales the activations. Held-out predictions come from each item's own fold
 (:func:`heldout_predictions`); the last fold row is the all-items fit whose class-centred weight
 vectors are the probe's *directions*.
 
-:func:`standardise_stats` computes the train-fold mean and standard deviation that
-scikit-learn's ``StandardScaler`` would, for every (layer, fold) at once.
+:func:`standardise_stats` computes the mean and standard deviation that scikit-learn's
+``StandardScaler`` would, for every (layer, fold) at once: fitted on each training fold
+(``scope="fold"``, a ``Pipeline`` inside cross-validation), or once on every item's activations
+(``scope="all"``: label-free, so no label leaks into the held-out fold, but the held-out items'
+feature statistics do; it lets ridge share one kernel per layer across folds).
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-__all__ = ["LinearProbe", "standardise_stats", "heldout_predictions"]
+from innerprobe.core.errors import UnknownNameError
+
+__all__ = ["STANDARDISE", "LinearProbe", "standardise_stats", "heldout_predictions"]
+
+STANDARDISE: tuple[str, ...] = ("fold", "all")
+"""Where the standardisation statistics come from: each training fold, or all items."""
 
 
 @dataclass
@@ -43,9 +51,18 @@ class LinearProbe:
 
 
 def standardise_stats(
-    x: Float[Tensor, "layer n d"], w: Float[Tensor, "fold n"]
+    x: Float[Tensor, "layer n d"], w: Float[Tensor, "fold n"], scope: str = "fold"
 ) -> tuple[Float[Tensor, "layer fold d"], Float[Tensor, "layer fold d"]]:
-    """Weighted mean and population std per (layer, fold); zero std becomes 1 (as StandardScaler)."""
+    """Mean and population std per (layer, fold); zero std becomes 1 (as ``StandardScaler``).
+
+    ``scope="fold"`` weights items by ``w`` (each fold's training items); ``scope="all"`` uses
+    every item for every fold (the result is expanded over folds).
+    """
+    if scope not in STANDARDISE:
+        raise UnknownNameError("standardisation scope", scope, STANDARDISE)
+    if scope == "all":
+        mu, sd = standardise_stats(x, torch.ones_like(w[:1]))
+        return mu.expand(-1, w.shape[0], -1), sd.expand(-1, w.shape[0], -1)
     cnt = w.sum(1)[None, :, None]
     mu = torch.einsum("fn,lnd->lfd", w, x) / cnt
     ex2 = torch.einsum("fn,lnd->lfd", w, x * x) / cnt
@@ -58,9 +75,15 @@ def standardise_stats(
 def heldout_predictions(
     probe: LinearProbe, x: Float[Tensor, "layer n d"], fold: Int[np.ndarray, " n"]
 ) -> tuple[Int[Tensor, "layer n"], Int[Tensor, "layer n"]]:
-    """(out-of-fold predictions from each item's own held-out fold, predictions of the all-items fit)."""
-    logits = probe.logits(x.to(probe.W))  # [l, F+1, n, C]
-    pred = logits.argmax(-1)
-    f = torch.as_tensor(fold, device=pred.device)
-    oof = pred.gather(1, f[None, None, :].expand(pred.shape[0], 1, -1)).squeeze(1)
-    return oof, pred[:, -1]
+    """(out-of-fold predictions from each item's own held-out fold, predictions of the all-items fit).
+
+    Each item is scored only by its own fold's probe and by the all-items fit (two readouts per
+    item, not one per fold).
+    """
+    x = x.to(probe.W)
+    f = torch.as_tensor(fold, device=x.device)
+    oof = torch.empty(x.shape[0], x.shape[1], dtype=torch.long, device=x.device)
+    for v in torch.unique(f).tolist():
+        idx = torch.nonzero(f == v).flatten()
+        oof[:, idx] = (x[:, idx] @ probe.W[:, v] + probe.b[:, v, None]).argmax(-1)
+    return oof, (x @ probe.W[:, -1] + probe.b[:, -1, None]).argmax(-1)

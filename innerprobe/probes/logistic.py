@@ -74,6 +74,7 @@ def fit_logistic(
     tol: float = 1e-4,
     dtype: torch.dtype = torch.float32,
     warm_start: bool = False,
+    standardise: str = "fold",
 ) -> LinearProbe:
     """Multinomial L2 logistic regression for every (layer, fold) at once (full-batch L-BFGS).
 
@@ -83,7 +84,9 @@ def fit_logistic(
     train-fold mean and std are computed in double precision; the optimisation runs in ``dtype``.
     L-BFGS stops after ``max_iter`` iterations or when the largest gradient entry of every problem
     is below ``tol`` in scikit-learn's scaling (its loss is this one divided by ``C``), so ``tol``
-    means what it means for ``LogisticRegression``.
+    means what it means for ``LogisticRegression``. ``standardise="all"`` takes the scaler's
+    statistics from every item instead of each training fold (label-free; see
+    :func:`~innerprobe.probes.linear.standardise_stats`).
 
     With ``warm_start`` the problem on all items (weights ``max`` over folds) is solved first,
     one problem per layer, and every fold starts from its solution. The folds then need fewer
@@ -94,7 +97,7 @@ def fit_logistic(
     n_layer, _, d = x.shape
     n_fold = w.shape[0]
     full = w.max(0, keepdim=True).values
-    mu, sd = standardise_stats(x, torch.cat([w, full]))
+    mu, sd = standardise_stats(x, torch.cat([w, full]), standardise)
     # centre each layer once (removes the large mean of "massive" dims before float32 maths)
     centre = mu[:, -1:]
     x, mu = (x - centre).to(dtype), (mu - centre).to(dtype)

@@ -26,6 +26,7 @@ def fit_mass_mean(
     n_classes: int,
     *,
     standardise: bool = True,
+    scope: str = "fold",
 ) -> LinearProbe:
     """Nearest-class-mean classifier per (layer, fold), as ``w_c·x + b_c`` with ``w_c ∝ μ_c − μ̄``.
 
@@ -34,7 +35,8 @@ def fit_mass_mean(
     ``standardise`` the distances are taken on train-fold standardised features (a diagonal
     version of Marks & Tegmark's whitened "IID" variant), so a few massive, high-variance
     residual dimensions do not swamp the class signal; the returned *directions* are always the
-    raw ``μ_c − μ̄`` (for two classes ``θ = μ+ − μ−``).
+    raw ``μ_c − μ̄`` (for two classes ``θ = μ+ − μ−``). ``scope`` is where the standardisation
+    statistics come from: each training fold (``"fold"``) or every item (``"all"``).
     """
     x = x.double()
     w = w.to(x)
@@ -44,7 +46,7 @@ def fit_mass_mean(
     means = torch.einsum("fnc,lnd->lfcd", cw, x) / counts[None, :, :, None]  # [l, f, C, d]
     raw_dirs = means - means.mean(2, keepdim=True)
     if standardise:
-        mu, sd = standardise_stats(x, w)
+        mu, sd = standardise_stats(x, w, scope)
     else:
         mu, sd = torch.zeros_like(means[:, :, 0]), torch.ones_like(means[:, :, 0])
     m = (means - mu[:, :, None]) / sd[:, :, None]  # class means in standardised units

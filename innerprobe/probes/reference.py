@@ -2,7 +2,8 @@
 
 The batched fitters (:mod:`~innerprobe.probes.ridge`, :mod:`~innerprobe.probes.logistic`) claim
 to solve exactly the problems scikit-learn solves: ``StandardScaler`` fitted on the training
-fold, then ``RidgeClassifier(alpha)`` or ``LogisticRegression(C)``. These functions run that
+fold (or, with ``standardise="all"``, on every item), then ``RidgeClassifier(alpha)`` or
+``LogisticRegression(C)``. These functions run that
 literally, one (layer, fold) at a time on the same folds, and return out-of-fold predictions in
 the batched paths' layout, so tests and ``benchmarks/bench_probes.py`` can compare the two.
 """
@@ -15,7 +16,17 @@ from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
+from innerprobe.core.errors import UnknownNameError
+from innerprobe.probes.linear import STANDARDISE
+
 __all__ = ["sklearn_logistic_oof", "sklearn_ridge_oof"]
+
+
+def _scaler(arr: Float[np.ndarray, "n d"], train: np.ndarray, standardise: str) -> StandardScaler:
+    """``StandardScaler`` fitted on the training rows (``"fold"``) or on every row (``"all"``)."""
+    if standardise not in STANDARDISE:
+        raise UnknownNameError("standardisation scope", standardise, STANDARDISE)
+    return StandardScaler().fit(arr[train] if standardise == "fold" else arr)
 
 
 def sklearn_logistic_oof(
@@ -26,6 +37,7 @@ def sklearn_logistic_oof(
     C: float = 0.1,
     max_iter: int = 1000,
     tol: float = 1e-6,
+    standardise: str = "fold",
 ) -> Int[np.ndarray, "layer n"]:
     """Reference path: ``StandardScaler`` + ``LogisticRegression`` in a loop over (layer, fold)."""
     arr = x.double().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float64)
@@ -34,7 +46,7 @@ def sklearn_logistic_oof(
     for layer in range(n_layer):
         for f in np.unique(fold):
             tr, te = fold != f, fold == f
-            scaler = StandardScaler().fit(arr[tr, layer])
+            scaler = _scaler(arr[:, layer], tr, standardise)
             clf = LogisticRegression(C=C, max_iter=max_iter, tol=tol)
             clf.fit(scaler.transform(arr[tr, layer]), y[tr])
             out[layer, te] = clf.predict(scaler.transform(arr[te, layer]))
@@ -47,6 +59,7 @@ def sklearn_ridge_oof(
     fold: Int[np.ndarray, " n"],
     *,
     alpha: float = 1.0,
+    standardise: str = "fold",
 ) -> tuple[Int[np.ndarray, "layer n"], Float[np.ndarray, "layer n k"]]:
     """Reference path: ``StandardScaler`` + ``RidgeClassifier`` looped over (layer, fold).
 
@@ -61,7 +74,7 @@ def sklearn_ridge_oof(
     for layer in range(n_layer):
         for f in np.unique(fold):
             tr, te = fold != f, fold == f
-            scaler = StandardScaler().fit(arr[tr, layer])
+            scaler = _scaler(arr[:, layer], tr, standardise)
             clf = RidgeClassifier(alpha=alpha).fit(scaler.transform(arr[tr, layer]), y[tr])
             z = scaler.transform(arr[te, layer])
             pred[layer, te] = clf.predict(z)

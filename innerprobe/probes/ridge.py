@@ -11,25 +11,20 @@ fast default sweep; the reference loop is :func:`~innerprobe.probes.reference.sk
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from innerprobe.core.errors import DataError, UnknownNameError
-from innerprobe.probes.linear import LinearProbe, standardise_stats
+from innerprobe.probes.linear import STANDARDISE, LinearProbe, standardise_stats
+from innerprobe.probes.ridge_algebra import refined_solve, ridge_probe, ridge_targets
+from innerprobe.probes.ridge_kernel import fit_ridge_kernel, kernel_cost
 
 log = logging.getLogger(__name__)
 
 __all__ = ["fit_ridge"]
-
-
-def _ridge_targets(y: Int[Tensor, " n"], n_classes: int, dtype: torch.dtype) -> Float[Tensor, "n k"]:
-    """scikit-learn's ``RidgeClassifier`` targets: one ±1 column per class, or one column for two."""
-    onehot = torch.nn.functional.one_hot(y, n_classes).to(dtype)
-    t = 2 * onehot - 1
-    return t[:, 1:] if n_classes == 2 else t
 
 
 def _ridge_cost(n: int, d: int, n_train: Sequence[int]) -> tuple[float, float]:
@@ -37,44 +32,6 @@ def _ridge_cost(n: int, d: int, n_train: Sequence[int]) -> tuple[float, float]:
     primal = 4.0 * n * d * d + len(n_train) * d**3 / 3
     dual = sum(2.0 * m * m * d + m**3 / 3 for m in n_train)
     return primal, dual
-
-
-def _refined_solve(
-    system: Float[Tensor, "*batch m m"],
-    matvec: Callable[[Tensor], Tensor],
-    rhs: Float[Tensor, "*batch m k"],
-    mixed: bool,
-    max_refine: int = 10,
-    rtol: float = 1e-5,
-) -> Float[Tensor, "*batch m k"]:
-    """Solve SPD ``system · u = rhs`` (float64 answer), batched.
-
-    With ``mixed`` the Cholesky factor is computed in float32 (about twice as fast on CPU) and the
-    answer is polished by iterative refinement: residuals ``rhs − A u`` are taken in float64 with
-    the exact operator ``matvec`` (thin products, no float64 matrix needed), each correction
-    solved with the float32 factor, until a correction is below ``rtol`` of the answer (each
-    step shrinks the error by ~cond·1e-7; typically two steps, leaving ~1e-10 relative error).
-    If the float32 factorisation fails or refinement stalls
-    (very ill-conditioned systems), it falls back to a float64 factorisation.
-    """
-    if mixed:
-        chol, info = torch.linalg.cholesky_ex(system.float())
-        if not bool((info != 0).any()):
-            u = _chol_solve(chol, rhs.float()).double()
-            for _ in range(max_refine):
-                delta = _chol_solve(chol, (rhs - matvec(u)).float()).double()
-                u = u + delta
-                # the error left is about (convergence factor) × |delta|: stop once that is negligible
-                if float(delta.abs().amax()) <= rtol * float(u.abs().amax()):
-                    return u
-            log.debug("fit_ridge: mixed-precision refinement stalled; refactoring in float64")
-    return _chol_solve(torch.linalg.cholesky(system.double()), rhs)
-
-
-def _chol_solve(chol: Float[Tensor, "*batch m m"], rhs: Float[Tensor, "*batch m k"]) -> Float[Tensor, "*batch m k"]:
-    """``(L Lᵀ)⁻¹ rhs`` by two triangular solves (faster than ``torch.cholesky_solve`` on CPU)."""
-    half = torch.linalg.solve_triangular(chol, rhs, upper=False)
-    return torch.linalg.solve_triangular(chol.mT, half, upper=True)
 
 
 def fit_ridge(
@@ -86,6 +43,8 @@ def fit_ridge(
     alpha: float = 1.0,
     solver: str = "auto",
     mixed: bool = True,
+    standardise: str = "fold",
+    refine_answers: bool = True,
 ) -> LinearProbe:
     """Ridge (least-squares) classifier for every (layer, fold) at once, in closed form.
 
@@ -106,35 +65,52 @@ def fit_ridge(
     ``(Z Zᵀ + αI) A = T_c``, ``V = Zᵀ A`` can be cheaper, but needs each fold's own kernel;
     ``solver="auto"`` picks whichever needs fewer flops (both give the same solution).
 
+    **Standardisation.** ``standardise="fold"`` (default) fits the scaler on each training fold,
+    as a scikit-learn ``Pipeline`` inside cross-validation does. ``standardise="all"`` takes
+    ``σ`` from every item's activations (label-free; the centring is still the training fold's,
+    which is what the intercept does). Then every fold shares one ``n × n`` kernel per layer and
+    the dual needs only an ``m × m`` factor per fold (:mod:`~innerprobe.probes.ridge_kernel`):
+    the fast path for wide sweeps.
+
     **Precision.** Answers are float64-accurate. With ``mixed`` (default) matrices are formed and
     factored in float32 and the solution is refined with float64 residuals (see
-    :func:`_refined_solve`); ``mixed=False`` does everything in float64.
+    :func:`~innerprobe.probes.ridge_algebra.refined_solve`); ``mixed=False`` does everything in
+    float64. ``refine_answers=False`` (with ``mixed``) skips the refinement and keeps the float32
+    answer, about ``cond·1e-7`` off in relative terms: predictions change only on near-ties, and
+    it is the fastest sweep (``ProbeConfig.ridge_refine``).
 
     ``w`` holds 0/1 training indicators (rows of :func:`fold_weights`). The returned probe's
     weights are float64; for two classes column 0 is zero and column 1 holds the score.
     """
     if solver not in ("auto", "primal", "dual"):
         raise UnknownNameError("ridge solver", solver, ("auto", "primal", "dual"))
+    if standardise not in STANDARDISE:
+        raise UnknownNameError("standardisation scope", standardise, STANDARDISE)
     if alpha <= 0:
         raise DataError(f"ridge alpha must be > 0, got {alpha}")
-    x = x.double()
-    w = w.to(x)
+    w = w.to(device=x.device, dtype=torch.float64)
     if not bool(((w == 0) | (w == 1)).all()):
         raise DataError("fit_ridge needs 0/1 training indicators in w (rows of fold_weights)")
     n_layer, n, d = x.shape
     n_fold = w.shape[0]
-    centre = x.mean(1, keepdim=True)  # [l, 1, d]
-    x = x - centre  # centre each layer once: no cancellation in XᵀX below
-    xm = x.float() if mixed else x  # the precision the matrices are formed and factored in
-    t = _ridge_targets(y.to(x.device), n_classes, x.dtype)  # [n, k]
     train = [torch.nonzero(w[f] > 0).flatten() for f in range(n_fold)]
     n_tr = [len(i) for i in train]
     if min(n_tr) < 2:
         raise DataError(f"fit_ridge: a fold has {min(n_tr)} training items; need >= 2")
     if solver == "auto":
         primal, dual = _ridge_cost(n, d, n_tr)
+        dual = kernel_cost(n, d, n_tr) if standardise == "all" else dual
         solver = "primal" if primal <= dual else "dual"
-    mu, sd = standardise_stats(x, w)  # [l, f, d] each
+    if solver == "dual" and standardise == "all":
+        return fit_ridge_kernel(x, y, w, n_classes, alpha=alpha, mixed=mixed, refine_answers=refine_answers)
+    x = x.double()
+    centre = x.mean(1, keepdim=True)  # [l, 1, d]
+    x = x - centre  # centre each layer once: no cancellation in XᵀX below
+    xm = x.float() if mixed else x  # the precision the matrices are formed and factored in
+    t = ridge_targets(y.to(x.device), n_classes, x.dtype)  # [n, k]
+    mu, sd = standardise_stats(x, w)  # [l, f, d] each: the training means centre every fold
+    if standardise == "all":
+        sd = standardise_stats(x, w, "all")[1]
     cnt = w.sum(1)  # [f]
     t_mean = (w @ t) / cnt[:, None]  # [f, k]
     if solver == "primal":
@@ -173,7 +149,7 @@ def fit_ridge(
             centre_term = cnt[:, None, None, None] * mu_f[..., None] * (mu_f[:, :, None, :] @ u)
             return back - centre_term + alpha * s2[..., None] * u
 
-        W = _refined_solve(m, matvec, rhs, mixed).transpose(0, 1)  # [l, f, d, k]
+        W = refined_solve(m, matvec, rhs, mixed, refine_answers).transpose(0, 1)  # [l, f, d, k]
     else:
         W = torch.empty(n_layer, n_fold, d, t.shape[1], dtype=x.dtype, device=x.device)
         for f, idx in enumerate(train):
@@ -186,16 +162,9 @@ def fit_ridge(
             def matvec(a: Float[Tensor, "layer m k"], z: Float[Tensor, "layer m d"] = z) -> Float[Tensor, "layer m k"]:
                 return z @ (z.transpose(1, 2) @ a) + alpha * a
 
-            a = _refined_solve(kern, matvec, tc, mixed)
+            a = refined_solve(kern, matvec, tc, mixed, refine_answers)
             W[:, f] = (z.transpose(1, 2) @ a) / sd[:, f, :, None]
     # scores on raw x: (x − centre − μ_f)·W + t̄_f, so the centring moves into the bias
     b = t_mean[None] - torch.einsum("lfd,lfdk->lfk", mu + centre, W)
-    return _ridge_probe(W, b, n_classes)
+    return ridge_probe(W, b, n_classes)
 
-
-def _ridge_probe(W: Float[Tensor, "layer fold d k"], b: Float[Tensor, "layer fold k"], n_classes: int) -> LinearProbe:
-    """Two classes: scikit-learn's one score column becomes (0, score), so argmax is its sign."""
-    if n_classes == 2:
-        W = torch.cat([torch.zeros_like(W), W], -1)
-        b = torch.cat([torch.zeros_like(b), b], -1)
-    return LinearProbe(W, b)

@@ -83,10 +83,11 @@ def fit_probe(
     """Fit one probe family on every (layer, fold) at once: ``w`` rows are the folds' training
     indicators (:func:`~innerprobe.probes.folds.fold_weights`), ``cfg`` its hyper-parameters."""
     if probe == "logistic":
-        return fit_logistic(x, y, w, n_cls, C=cfg.C, max_iter=cfg.max_iter, tol=cfg.tol)
+        return fit_logistic(x, y, w, n_cls, C=cfg.C, max_iter=cfg.max_iter, tol=cfg.tol, standardise=cfg.standardise)
     if probe == "ridge":
-        return fit_ridge(x, y, w, n_cls, alpha=cfg.ridge_alpha, mixed=cfg.ridge_mixed)
-    return fit_mass_mean(x, y, w, n_cls, standardise=cfg.mass_mean_standardise)
+        return fit_ridge(x, y, w, n_cls, alpha=cfg.ridge_alpha, mixed=cfg.ridge_mixed, standardise=cfg.standardise,
+                         refine_answers=cfg.ridge_refine)
+    return fit_mass_mean(x, y, w, n_cls, standardise=cfg.mass_mean_standardise, scope=cfg.standardise)
 
 
 def run_probes(
