@@ -4,8 +4,10 @@ This is scikit-learn's ``RidgeClassifier``: least squares onto one-vs-rest ±1 t
 penalty ``alpha`` on train-fold standardised features, predicting the argmax score. Because the
 solution is closed form, all layers and folds are solved exactly from per-layer sufficient
 statistics (one Gram matrix per layer, downdated per fold) with batched Cholesky solves, in
-mixed precision with float64 refinement; see :func:`fit_ridge` for the derivation. It is the
-fast default sweep; the reference loop is :func:`~innerprobe.probes.reference.sklearn_ridge_oof`.
+mixed precision with float64 refinement; see :func:`fit_ridge` for the derivation. With the
+scaler fitted on all items the folds share one kernel per layer instead
+(:mod:`~innerprobe.probes.ridge_kernel`). It is the fast default sweep; the reference loop is
+:func:`~innerprobe.probes.reference.sklearn_ridge_oof`.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def fit_ridge(
     it is the fastest sweep (``ProbeConfig.ridge_refine``).
 
     ``w`` holds 0/1 training indicators (rows of :func:`fold_weights`). The returned probe's
-    weights are float64; for two classes column 0 is zero and column 1 holds the score.
+    weights are float64 (float32 from the shared kernel without refinement); for two classes column 0 is zero and column 1 holds the score.
     """
     if solver not in ("auto", "primal", "dual"):
         raise UnknownNameError("ridge solver", solver, ("auto", "primal", "dual"))
