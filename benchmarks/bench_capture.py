@@ -9,10 +9,13 @@ position (``logits_to_keep=1``) — the fair floor;
     quote_mean) gathered inside the hooks;
 (c) TransformerLens ``run_with_cache`` with a ``names_filter`` for resid_post (full caches).
 
-Reports seconds (best of ``--repeats``) and the ratios b/a and c/a (goal b/a ≤ 1.10), plus the
-peak RSS growth of a full ``capture()`` into a store. Writes JSON to ``--out`` (or logs it).
+Reports seconds (best of ``--repeats``) and the ratios b/a and c/a (goal b/a ≤ 1.10), plus, with
+``--rss-n N``, a full ``capture()`` of N items into a store with the process RSS after every
+shard (goal: peak ≤ model + 1.5 GB, flat in N). Writes JSON to ``--out`` (or logs it); the RSS
+trace so far is also written to ``<out>.partial.json`` every 20 shards.
 
     python benchmarks/bench_capture.py --n 64 --batch-size 16 --out runs/bench_capture.json
+    python benchmarks/bench_capture.py --rss-only --rss-n 20000 --threads 2 --out runs/rss20k.json
 """
 
 from __future__ import annotations
