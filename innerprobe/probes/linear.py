@@ -25,7 +25,7 @@ from torch import Tensor
 
 from innerprobe.core.errors import UnknownNameError
 
-__all__ = ["STANDARDISE", "LinearProbe", "standardise_stats", "heldout_predictions"]
+__all__ = ["STANDARDISE", "LinearProbe", "standardise_stats", "unit_if_constant", "heldout_predictions"]
 
 STANDARDISE: tuple[str, ...] = ("fold", "all")
 """Where the standardisation statistics come from: each training fold, or all items."""
@@ -67,9 +67,12 @@ def standardise_stats(
     mu = torch.einsum("fn,lnd->lfd", w, x) / cnt
     ex2 = torch.einsum("fn,lnd->lfd", w, x * x) / cnt
     var = (ex2 - mu * mu).clamp_min(0)
-    sd = var.sqrt()
-    sd = torch.where(sd < 1e-7 * (mu.abs() + 1), torch.ones_like(sd), sd)
-    return mu, sd
+    return mu, unit_if_constant(var.sqrt(), mu)
+
+
+def unit_if_constant(sd: Float[Tensor, "*shape"], mu: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
+    """``StandardScaler``'s rule: a (numerically) constant feature keeps scale 1, not 1/0."""
+    return torch.where(sd < 1e-7 * (mu.abs() + 1), torch.ones_like(sd), sd)
 
 
 def heldout_predictions(

@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from innerprobe.probes.linear import LinearProbe
+from innerprobe.probes.linear import LinearProbe, unit_if_constant
 from innerprobe.probes.ridge_algebra import chol_solve, refine, ridge_probe, ridge_targets
 
 __all__ = ["fit_ridge_kernel", "kernel_cost"]
@@ -74,8 +74,7 @@ def _standardised(
     centre = z.mean(1, keepdim=True)
     z.sub_(centre)
     centre = centre.double()
-    sd = z.square().mean(1, keepdim=True).double().sqrt_()
-    sd = torch.where(sd < 1e-7 * (centre.abs() + 1), torch.ones_like(sd), sd)
+    sd = unit_if_constant(z.square().mean(1, keepdim=True).double().sqrt_(), centre)
     return z.div_(sd.to(dtype)), centre, sd
 
 
