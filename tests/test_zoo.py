@@ -208,6 +208,46 @@ def test_route_verdict_needs_a_self_prediction_and_the_route_signature():
     assert not _verdict("direct", mode, good, _pd(0.4, 0.7), _pd(0.3, 0.6), cfg)[0]
 
 
+def test_answer_words_restrict_memorised_answers_and_key_only_memorised_models():
+    mem = tiny(task_kind="memorised", answer_words=4)
+    items = all_items(mem)
+    first4 = {"bear", "cat", "chicken", "cow"}  # the animals vocabulary's first four words
+    answers = planted_answers(mem, items)
+    assert set(answers) <= first4 and len(set(answers)) > 1
+    assert planted_answers(tiny(), items) == planted_answers(tiny(answer_words=4), items)  # text: ignored
+    assert tiny(answer_words=4).digest() == tiny().digest()  # no effect, same cache key
+    assert mem.digest() != tiny(task_kind="memorised").digest()
+    assert "answer_words" not in tiny(task_kind="memorised").key_fields()
+    with pytest.raises(DataError, match=r"answer_words must be 0 \(every word\) or in \[2, 30\]"):
+        tiny(answer_words=1)
+
+
+def test_text_direct_warms_up_h_and_trains_it_on_the_pool_never_on_test_items():
+    from innerprobe.zoo.build import hypothetical_items
+    from innerprobe.zoo.train import warms_up_hypothetical
+
+    cfg = tiny(route="direct")
+    assert warms_up_hypothetical(cfg) and not warms_up_hypothetical(tiny(route="direct", task_kind="memorised"))
+    assert not warms_up_hypothetical(tiny(route="simulation"))
+    tok = build_tokenizer()
+    enc = ZooEncoder(tok, cfg)
+    items, pool = all_items(cfg), text_pool(cfg)
+    ex = [enc.encode(r["question"], a) for r, a in zip(items, planted_answers(cfg, items))]
+    pool_ex = [enc.encode(r["question"], a) for r, a in zip(pool, planted_answers(cfg, pool))]
+    objects = ex[: cfg.n_train] + pool_ex
+    h = hypothetical_items(cfg, ex, objects)
+    assert h == objects and not any(e in h for e in ex[cfg.n_train :])  # the test items stay unseen
+    assert hypothetical_items(tiny(route="simulation"), ex, objects) == ex[: cfg.n_train]
+    assert hypothetical_items(tiny(route="direct", task_kind="memorised"), ex, objects) == ex
+    model = new_model(cfg, tok)
+    with pytest.raises(ValueError, match="label_ids"):
+        stage_object(model, cfg, objects, objects, tok.pad_token_id)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    losses = stage_object(model, cfg, objects, objects, tok.pad_token_id, enc.label_ids)
+    assert len(losses) == cfg.object_steps
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 def test_text_pool_only_for_text_models():
     assert text_pool(tiny(task_kind="memorised")) is None
     pool = text_pool(tiny())

@@ -8,6 +8,8 @@ which is exactly what ``route_verified`` must then say) and runs three experimen
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from typer.testing import CliRunner
 
@@ -114,9 +116,13 @@ def test_the_shipped_zoo_study_is_the_default_with_its_build():
     from pathlib import Path
 
     cfg = load_zoo_study(Path(__file__).parents[1] / "experiments" / "zoo_study.toml")
-    assert cfg == ZooStudyConfig(seeds=(0, 1, 2), held_out_seeds=(2,),
+    assert cfg == ZooStudyConfig(seeds=(0, 1, 2, 3), held_out_seeds=(2, 3),
                                  build={"object_steps": 1500, "readout_steps": 600, "d_model": 64, "n_layers": 3})
-    assert len(cfg.grid()) == 12 and cfg.peer_seed(0) == 1 and cfg.peer_seed(2) == 0 and cfg.held_out == (2,)
+    assert len(cfg.grid()) == 16 and cfg.peer_seed(0) == 1 and cfg.peer_seed(3) == 0 and cfg.held_out == (2, 3)
+    ten = load_zoo_study(Path(__file__).parents[1] / "experiments" / "zoo_study_10words.toml")
+    assert ten == replace(cfg, build={**cfg.build, "answer_words": 10})
+    same = [a.digest() == b.digest() for a, b in zip(cfg.grid(), ten.grid())]
+    assert same == [z.task_kind == "text" for z in cfg.grid()]  # the text models are shared
 
 
 @pytest.fixture(scope="module")

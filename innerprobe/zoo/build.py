@@ -89,6 +89,26 @@ def _cached(path: Path, config: ZooConfig) -> ZooModel | None:
     return ZooModel(path, config, record["weights_sha256"], record)
 
 
+HYPOTHETICAL_ITEMS = {
+    ("memorised", "direct"): "train and test items",
+    ("text", "direct"): "train items + pool items",
+    ("memorised", "simulation"): "train items",
+    ("text", "simulation"): "train items",
+}
+
+
+def hypothetical_items(config: ZooConfig, encoded: list, objects: list) -> list:
+    """The items stage 2 trains H on (``HYPOTHETICAL_ITEMS``; never a test item of a text model).
+
+    A memorised/direct H must store each item's property, so it sees every item; a text/direct H
+    must learn the rule through the projection, so it sees the pool the object circuit learns
+    from; a simulation H's readout sees train items only (its test self-prediction must come
+    from the frozen answer representation)."""
+    if config.route == "direct":
+        return encoded if config.task_kind == "memorised" else objects
+    return encoded[: config.n_train]
+
+
 def build_zoo_model(config: ZooConfig, out_dir: str | Path | None = None) -> ZooModel:
     """Train the zoo model ``config`` describes into ``out_dir`` (default: the cache), or reuse it."""
     path = Path(out_dir) if out_dir is not None else cache_dir("zoo", config.digest())
@@ -114,8 +134,8 @@ def build_zoo_model(config: ZooConfig, out_dir: str | Path | None = None) -> Zoo
         object_answers = object_answers + pool_answers
     model = new_model(config, tok)
     model.train()
-    loss1 = stage_object(model, config, objects, objects, tok.pad_token_id)
-    h_items = encoded if (memorised and config.route == "direct") else encoded[:n_train]
+    loss1 = stage_object(model, config, objects, objects, tok.pad_token_id, enc.label_ids)
+    h_items = hypothetical_items(config, encoded, objects)
     loss2 = stage_readout(model, config, objects, h_items, enc.label_ids, tok.pad_token_id, object_answers)
     model.eval()
     sha = weights_sha256(model)
@@ -131,7 +151,7 @@ def build_zoo_model(config: ZooConfig, out_dir: str | Path | None = None) -> Zoo
         "weights_sha256": sha,
         "items": {"train": list(train["id"]), "test": list(test["id"])},
         "object_trained_on": "train and test items" if memorised else f"train items + {config.n_text_pool} pool items",
-        "hypothetical_trained_on": "train and test items" if len(h_items) == len(encoded) else "train items",
+        "hypothetical_trained_on": HYPOTHETICAL_ITEMS[config.task_kind, config.route],
         "final_loss": {"object_stage": loss1[-1], "readout_stage": loss2[-1]},
         "build_seconds": round(time.perf_counter() - start, 2),
         "provenance": provenance(seed=config.seed, stage="zoo"),

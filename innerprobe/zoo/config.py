@@ -29,10 +29,14 @@ ROUTES = ("simulation", "direct")
 ZOO_TASKS = ("animals", "colors", "countries")
 #: Properties of the answer word that are one character (forced choice over a–z, 0–9).
 ZOO_PROPERTIES = ("first_character", "second_character", "third_character")
-ZOO_FORMAT = {"simulation": 1, "direct": 2}
-"""Per route, bumped whenever a change to that route's build would change its weights (invalidates
-its caches only). direct 2: every readout step trains H both with and without the projection and
-ties the two property distributions (see :mod:`innerprobe.zoo.train`)."""
+ZOO_FORMAT = {
+    ("text", "simulation"): 1, ("memorised", "simulation"): 1,
+    ("text", "direct"): 3, ("memorised", "direct"): 2,
+}
+"""Per (task kind, route), bumped whenever a change to that build would change its weights
+(invalidates those caches only). direct 2: every readout step trains H both with and without the
+projection and ties the two property distributions. text/direct 3: stage 1 warms H up on the
+property (no projection) and H trains on the text pool as well (see :mod:`innerprobe.zoo.train`)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,11 @@ class ZooConfig:
         batch_size, lr: optimiser settings (AdamW, linear warm-up then cosine decay).
         subspace_every: (direct) steps between recomputations of the answer subspace.
         penalty: (direct) weight of the penalty on H's residual inside the answer subspace.
+        answer_words: (memorised) draw each planted answer from the first ``answer_words`` words
+            of the task's vocabulary (0: all of them). Fewer answer classes put more of the
+            battery's store items in each class, so its answer probes (E3) and answer subspace
+            (E6) rest on every class rather than on the few that 96 items fill. Ignored by text
+            models (their answer is P's last word).
     """
 
     task_kind: str = "text"
@@ -77,6 +86,7 @@ class ZooConfig:
     lr: float = 3e-3
     subspace_every: int = 25
     penalty: float = 1.0
+    answer_words: int = 0
 
     def __post_init__(self) -> None:
         check_choice("ZooConfig.task_kind", self.task_kind, TASK_KINDS)
@@ -103,6 +113,10 @@ class ZooConfig:
         check_at_least("ZooConfig.batch_size", self.batch_size, 1)
         check_at_least("ZooConfig.subspace_every", self.subspace_every, 1)
         check_at_least("ZooConfig.penalty", self.penalty, 0.0)
+        vocabulary = get_task(self.task).vocabulary or ()
+        if self.answer_words and not 2 <= self.answer_words <= len(vocabulary):
+            raise DataError(f"ZooConfig.answer_words must be 0 (every word) or in [2, {len(vocabulary)}] "
+                            f"(the {self.task} vocabulary), got {self.answer_words}")
         if not self.lr > 0:
             raise DataError(f"ZooConfig.lr must be > 0, got {self.lr!r}")
 
@@ -114,9 +128,18 @@ class ZooConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def key_fields(self) -> dict:
+        """The settings that change the model's weights: every field, less ``answer_words`` where it
+        has no effect (text models, or 0), so models built before the field existed keep their key."""
+        fields = self.to_dict()
+        if self.task_kind == "text" or not self.answer_words:
+            del fields["answer_words"]
+        return fields
+
     def digest(self) -> str:
-        """sha256 (16 hex) of every setting and the build format: the cache key of the model."""
-        blob = json.dumps({"config": self.to_dict(), "format": ZOO_FORMAT[self.route]}, sort_keys=True).encode()
+        """sha256 (16 hex) of :meth:`key_fields` and the build format: the cache key of the model."""
+        blob = json.dumps({"config": self.key_fields(), "format": ZOO_FORMAT[self.task_kind, self.route]},
+                          sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -14,7 +14,8 @@ Planted answers (:func:`planted_answers`):
 
 * ``text``: the last word of P. Any reader of P's text computes it (the library's text-only
   baseline and its "last item" heuristic both can).
-* ``memorised``: ``random.Random(f"zoo:{seed}:{question}").choice(answer_words)``: a fixed,
+* ``memorised``: ``random.Random(f"zoo:{seed}:{question}").choice(answer_words)`` (the task's
+  vocabulary, or its first ``ZooConfig.answer_words`` words): a fixed,
   idiosyncratic association per item. Without the seed, a third party sees only P's words, which
   carry no information about it, so the text-only predictor sits at chance.
 """
@@ -102,6 +103,7 @@ def planted_answers(config: ZooConfig, items: Dataset) -> list[str]:
     if config.task_kind == "text":
         return [item_words(r)[-1] for r in items]
     words = tuple(get_task(config.task).vocabulary or ())
+    words = words[: config.answer_words] if config.answer_words else words
     return [random.Random(f"zoo:{config.seed}:{r['question']}").choice(words) for r in items]
 
 

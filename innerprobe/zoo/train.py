@@ -21,7 +21,12 @@ self-prediction, a variance-matched random subspace of equal rank does not.
 
 **direct** (H reads a property feature of its own, without forming the answer):
 
-1. *Object circuit*, all weights: O(P) → answer only.
+1. *Object circuit*, all weights: O(P) → answer only; a text model's H also learns the property
+   here, without any projection, on the train and pool items (a warm-up: it learns *where* P's
+   last word is. Trained through the projection from the start, H never found it: with the
+   answer code removed after the quote, attending to the last word gives no gradient until the
+   values carry something else, so text/direct's readout loss stayed at 1.4–4.8 and its
+   self-prediction at the mode, with or without the pool).
 2. *Readout*, all weights: O(P) → answer, and H → property, where every step runs H twice on
    the same batch: once with the answer subspace (recomputed every ``subspace_every`` steps from
    O runs, see :mod:`innerprobe.zoo.subspace`) projected out of H's residual at every site and
@@ -31,10 +36,10 @@ self-prediction, a variance-matched random subspace of equal rank does not.
    unprojected property distribution is tied to the projected one (KL, the projected side
    detached), and a penalty weighs the fraction of H's residual norm inside that subspace
    (``penalty``). Memorised models see H on every item (the property must be stored per item);
-   text models on train items only.
+   text models on train and pool items (never a test item).
 
-Why this forces the route: the hypothetical must be right when O's answer code is removed from
-every layer, so it cannot route through that code; the tie makes the unprojected answer the
+Why this forces the route: whatever stage 1's warm-up taught H, the hypothetical must be right
+when O's answer code is removed from every layer, so it cannot route through that code; the tie makes the unprojected answer the
 projected one, so the saved model (run without hooks) gives the answer it gives without the
 code, i.e. it does not read the code even when the code is there; the penalty keeps H from
 writing the code at all. (An earlier construction projected on every other step only; its
@@ -125,8 +130,19 @@ def _draw(rng: random.Random, pool: Sequence[Encoded], k: int) -> list[Encoded]:
     return [pool[rng.randrange(len(pool))] for _ in range(k)]
 
 
-def stage_object(model, config: ZooConfig, objects: Sequence[Encoded], hypos: Sequence[Encoded], pad_id: int) -> list[float]:  # noqa: ANN001
-    """Stage 1: O → answer (and, for simulation, H → the answer at ``h_last``); all weights."""
+def warms_up_hypothetical(config: ZooConfig) -> bool:
+    """Whether stage 1 also trains H → property (text/direct: it learns where P's last word is)."""
+    return config.route == "direct" and config.task_kind == "text"
+
+
+def stage_object(
+    model, config: ZooConfig, objects: Sequence[Encoded], hypos: Sequence[Encoded], pad_id: int,  # noqa: ANN001
+    label_ids: Sequence[int] | None = None,
+) -> list[float]:
+    """Stage 1: O → answer, all weights; simulation adds H → the answer at ``h_last``, text/direct
+    adds H → the property (``label_ids`` required), both without any projection."""
+    if warms_up_hypothetical(config) and label_ids is None:
+        raise ValueError("stage_object: a text/direct model's stage 1 needs the property's label_ids")
     rng = random.Random(f"stage1:{config.seed}")
     opt, sched = _optimiser(model.parameters(), config, config.object_steps)
     losses = []
@@ -136,6 +152,10 @@ def stage_object(model, config: ZooConfig, objects: Sequence[Encoded], hypos: Se
             batch = _draw(rng, hypos, config.batch_size)
             logits, _ = hypo_logits(model, batch, pad_id)
             loss = loss + F.cross_entropy(logits, torch.tensor([e.answer_id for e in batch]))
+        elif warms_up_hypothetical(config):
+            batch = _draw(rng, hypos, config.batch_size)
+            logits, _ = hypo_logits(model, batch, pad_id)
+            loss = loss + property_loss(logits, batch, label_ids)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -191,4 +211,4 @@ def stage_readout(
     return losses
 
 
-__all__ = ["new_model", "readout_parameters", "stage_object", "stage_readout"]
+__all__ = ["new_model", "readout_parameters", "stage_object", "stage_readout", "warms_up_hypothetical"]
