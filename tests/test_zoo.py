@@ -188,6 +188,8 @@ def test_cli_zoo_build(tmp_path):
     assert (tmp_path / "m" / "zoo.json").is_file() and (tmp_path / "m" / "check" / "result.json").is_file()
     bad = runner.invoke(app, ["zoo", "build", "--route", "oracle", "--out", str(tmp_path / "n")])
     assert bad.exit_code != 0 and "simulation" in bad.output
+    few = runner.invoke(app, ["zoo", "build", "--task-kind", "memorised", "--answer-words", "1", "--out", str(tmp_path / "k")])
+    assert few.exit_code != 0 and "answer_words" in few.output and "[2, 30]" in few.output
 
 
 def _est(v: float, lo: float, hi: float) -> Estimate:

@@ -35,6 +35,7 @@ ZooOutOpt = Annotated[Path | None, typer.Option(help="Model directory (default: 
 StepsOpt = Annotated[int, typer.Option(help="Training steps of this stage.")]
 WidthOpt = Annotated[int, typer.Option("--d-model", help="Residual width.")]
 DepthOpt = Annotated[int, typer.Option("--n-layers", help="Decoder blocks.")]
+AnswerWordsOpt = Annotated[int, typer.Option("--answer-words", help="Memorised: draw answers from the first k words (0: all).")]
 CheckOpt = Annotated[bool, typer.Option(help="Run the route check after the build.")]
 ZooConfigOpt = Annotated[Path | None, typer.Option("--config", help="Study TOML with a \\[zoo] table (see experiments/zoo_study.toml).")]
 
@@ -64,6 +65,7 @@ def register(app: typer.Typer) -> None:
         readout_steps: StepsOpt = 600,
         d_model: WidthOpt = 64,
         n_layers: DepthOpt = 3,
+        answer_words: AnswerWordsOpt = 0,
         out: ZooOutOpt = None,
         check: CheckOpt = True,
         n_boot: NBootOpt = 2000,
@@ -72,7 +74,7 @@ def register(app: typer.Typer) -> None:
         try:
             config = ZooConfig(task_kind=task_kind, route=route, seed=seed, task=task, property=property,
                                object_steps=object_steps, readout_steps=readout_steps, d_model=d_model,
-                               n_layers=n_layers)
+                               n_layers=n_layers, answer_words=answer_words)
             with console.status(f"building zoo model {config.name}"):
                 zoo = build_zoo_model(config, out)
             console.print(f"model {zoo.path} (weights sha256 {zoo.weights_sha256[:16]}, "
