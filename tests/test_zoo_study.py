@@ -116,9 +116,9 @@ def test_the_shipped_zoo_study_is_the_default_with_its_build():
     from pathlib import Path
 
     cfg = load_zoo_study(Path(__file__).parents[1] / "experiments" / "zoo_study.toml")
-    assert cfg == ZooStudyConfig(seeds=(0, 1, 2, 3), held_out_seeds=(2, 3),
+    assert cfg == ZooStudyConfig(seeds=(0, 1, 2, 3, 4, 5), held_out_seeds=(2, 3, 4, 5),
                                  build={"object_steps": 1500, "readout_steps": 600, "d_model": 64, "n_layers": 3})
-    assert len(cfg.grid()) == 16 and cfg.peer_seed(0) == 1 and cfg.peer_seed(3) == 0 and cfg.held_out == (2, 3)
+    assert len(cfg.grid()) == 24 and cfg.peer_seed(0) == 1 and cfg.peer_seed(5) == 0 and cfg.held_out == (2, 3, 4, 5)
     ten = load_zoo_study(Path(__file__).parents[1] / "experiments" / "zoo_study_10words.toml")
     assert ten == replace(cfg, build={**cfg.build, "answer_words": 10})
     same = [a.digest() == b.digest() for a, b in zip(cfg.grid(), ten.grid())]

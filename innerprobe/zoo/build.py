@@ -27,6 +27,7 @@ from innerprobe.core.io import provenance, read_json, save_model_dir, write_json
 from innerprobe.core.paths import cache_dir
 from innerprobe.zoo.config import ZooConfig
 from innerprobe.zoo.data import (
+    Encoded,
     ZooEncoder,
     all_items,
     build_tokenizer,
@@ -97,7 +98,7 @@ HYPOTHETICAL_ITEMS = {
 }
 
 
-def hypothetical_items(config: ZooConfig, encoded: list, objects: list) -> list:
+def hypothetical_items(config: ZooConfig, encoded: list[Encoded], objects: list[Encoded]) -> list[Encoded]:
     """The items stage 2 trains H on (``HYPOTHETICAL_ITEMS``; never a test item of a text model).
 
     A memorised/direct H must store each item's property, so it sees every item; a text/direct H
@@ -160,4 +161,4 @@ def build_zoo_model(config: ZooConfig, out_dir: str | Path | None = None) -> Zoo
     return ZooModel(path, config, sha, record)
 
 
-__all__ = ["WHY", "ZOO_JSON", "ZooModel", "build_zoo_model", "weights_sha256"]
+__all__ = ["HYPOTHETICAL_ITEMS", "WHY", "ZOO_JSON", "ZooModel", "build_zoo_model", "hypothetical_items", "weights_sha256"]
