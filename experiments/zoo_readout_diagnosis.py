@@ -31,7 +31,8 @@ from innerprobe.core.io import write_text
 from innerprobe.core.paths import cache_dir
 from innerprobe.study.zoo_study_config import load_zoo_study
 from innerprobe.zoo import ZooConfig
-from innerprobe.zoo.data import ZooEncoder, all_items, build_tokenizer, pad_batch, planted_answers
+from innerprobe.zoo.data import ZooEncoder, all_items, build_tokenizer, planted_answers
+from innerprobe.zoo.measure import self_predictions
 
 log = logging.getLogger("zoo_readout_diagnosis")
 
@@ -42,16 +43,15 @@ def self_accuracy(model: LlamaForCausalLM, config: ZooConfig, tok, *, zero_last_
     enc = ZooEncoder(tok, config)
     items = all_items(config)
     test = [enc.encode(r["question"], a) for r, a in zip(items, planted_answers(config, items))][config.n_train :]
-    ids, mask, last = pad_batch([e.hypo_ids for e in test], tok.pad_token_id)
     handle = None
     if zero_last_mlp:
         handle = model.model.layers[-1].mlp.register_forward_hook(lambda _m, _a, out: torch.zeros_like(out))
     try:
-        logits = model(input_ids=ids, attention_mask=mask).logits[torch.arange(len(test)), last][:, enc.label_ids]
+        said = self_predictions(model, test, enc.label_ids, enc.labels, tok.pad_token_id)
     finally:
         if handle is not None:
             handle.remove()
-    return float((logits.argmax(-1) == torch.tensor([e.label for e in test])).float().mean())
+    return sum(p == e.value for p, e in zip(said, test)) / len(test)
 
 
 def main() -> None:
