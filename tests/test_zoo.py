@@ -190,6 +190,11 @@ def test_cli_zoo_build(tmp_path):
     assert bad.exit_code != 0 and "simulation" in bad.output
     few = runner.invoke(app, ["zoo", "build", "--task-kind", "memorised", "--answer-words", "1", "--out", str(tmp_path / "k")])
     assert few.exit_code != 0 and "answer_words" in few.output and "[2, 30]" in few.output
+    base = runner.invoke(app, ["zoo", "build", "--base", "gpt2", "--out", str(tmp_path / "b")])
+    assert base.exit_code != 0 and "ZooConfig.base" in base.output and "smollm2-135m-instruct" in base.output
+    deep = runner.invoke(app, ["zoo", "build", "--base", "smollm2-135m-instruct", "--n-trainable", "0",
+                               "--out", str(tmp_path / "d")])
+    assert deep.exit_code != 0 and "ZooConfig.n_trainable" in deep.output
 
 
 def _est(v: float, lo: float, hi: float) -> Estimate:

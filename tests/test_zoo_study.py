@@ -125,6 +125,19 @@ def test_the_shipped_zoo_study_is_the_default_with_its_build():
     assert same == [z.task_kind == "text" for z in cfg.grid()]  # the text models are shared
 
 
+def test_the_shipped_smollm2_zoo_study_patches_every_adapted_block():
+    from pathlib import Path
+
+    cfg = load_zoo_study(Path(__file__).parents[1] / "experiments" / "zoo_study_smollm2.toml")
+    grid = cfg.grid()
+    assert [z.name for z in grid] == ["smollm2-text-simulation-s0", "smollm2-text-direct-s0",
+                                      "smollm2-memorised-simulation-s0", "smollm2-memorised-direct-s0"]
+    assert all(z.pretrained and z.n_trainable == 4 for z in grid) and cfg.peer_seed(0) is None
+    adapted = set(range(30 - grid[0].n_trainable, 30))
+    assert adapted <= {int(x) for x in cfg.patch_layers.split(",")}
+    assert cfg.held_out == cfg.seeds  # no threshold was chosen on these models
+
+
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
     cfg = ZooStudyConfig(task_kinds=("memorised",), seeds=(0, 1), build=TINY_BUILD, n_items=6,

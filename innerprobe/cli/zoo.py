@@ -36,6 +36,9 @@ StepsOpt = Annotated[int, typer.Option(help="Training steps of this stage.")]
 WidthOpt = Annotated[int, typer.Option("--d-model", help="Residual width.")]
 DepthOpt = Annotated[int, typer.Option("--n-layers", help="Decoder blocks.")]
 AnswerWordsOpt = Annotated[int, typer.Option("--answer-words", help="Memorised: draw answers from the first k words (0: all).")]
+BaseOpt = Annotated[str, typer.Option(help="scratch (a tiny Llama) or smollm2-135m-instruct (LoRA on its top blocks).")]
+LoraRankOpt = Annotated[int, typer.Option("--lora-rank", help="Pretrained base: LoRA rank of the top blocks.")]
+TrainableOpt = Annotated[int, typer.Option("--n-trainable", help="Pretrained base: how many top blocks carry adapters.")]
 CheckOpt = Annotated[bool, typer.Option(help="Run the route check after the build.")]
 ZooConfigOpt = Annotated[Path | None, typer.Option("--config", help="Study TOML with a \\[zoo] table (see experiments/zoo_study.toml).")]
 
@@ -66,6 +69,9 @@ def register(app: typer.Typer) -> None:
         d_model: WidthOpt = 64,
         n_layers: DepthOpt = 3,
         answer_words: AnswerWordsOpt = 0,
+        base: BaseOpt = "scratch",
+        lora_rank: LoraRankOpt = 16,
+        n_trainable: TrainableOpt = 4,
         out: ZooOutOpt = None,
         check: CheckOpt = True,
         n_boot: NBootOpt = 2000,
@@ -74,7 +80,8 @@ def register(app: typer.Typer) -> None:
         try:
             config = ZooConfig(task_kind=task_kind, route=route, seed=seed, task=task, property=property,
                                object_steps=object_steps, readout_steps=readout_steps, d_model=d_model,
-                               n_layers=n_layers, answer_words=answer_words)
+                               n_layers=n_layers, answer_words=answer_words, base=base, lora_rank=lora_rank,
+                               n_trainable=n_trainable)
             with console.status(f"building zoo model {config.name}"):
                 zoo = build_zoo_model(config, out)
             console.print(f"model {zoo.path} (weights sha256 {zoo.weights_sha256[:16]}, "

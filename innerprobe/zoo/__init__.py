@@ -1,6 +1,7 @@
-"""A zoo of tiny models with planted self-report mechanisms (ground truth for the battery).
+"""A zoo of models with planted self-report mechanisms (ground truth for the battery).
 
-``build_zoo_model(ZooConfig(task_kind=..., route=...))`` trains a tiny Llama from scratch on the
+``build_zoo_model(ZooConfig(task_kind=..., route=...))`` trains a tiny Llama from scratch (or,
+with ``base="smollm2-135m-instruct"``, LoRA on SmolLM2's top blocks) on the
 library's own O(P) / H(P, property) prompts with a known route from the hypothetical to its
 answer (simulation: recompute the answer and read the property off it; direct: read a
 property feature of its own without the answer code), for a text-derivable or a memorised

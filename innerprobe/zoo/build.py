@@ -35,6 +35,7 @@ from innerprobe.zoo.data import (
     text_pool,
     zoo_items,
 )
+from innerprobe.zoo.pretrained import cut_of, load_base, merged, top_layers, with_adapters
 from innerprobe.zoo.train import new_model, stage_object, stage_readout
 
 ZOO_JSON = "zoo.json"
@@ -49,6 +50,17 @@ WHY = {
         "residual at every site after the quoted P (where the answer would be formed) and without, ties "
         "the two answers, and penalises H's residual inside that subspace, so H reads the property from "
         "the quote without forming the answer code"
+    ),
+}
+WHY_PRETRAINED = {
+    "simulation": (
+        "stage 2 trains only the LoRA adapters of the last block's MLP, that block's MLP norm and the final "
+        "norm (position-wise after the last attention; the unembedding is tied to the frozen embeddings) on "
+        "train items, reading the frozen residual at h_last that stage 1 trained to carry the answer"
+    ),
+    "direct": WHY["direct"] + (
+        "; the sites are those of the adapted top blocks, the first being the residual entering them, so the "
+        "projection also removes whatever the frozen blocks below wrote into the answer code"
     ),
 }
 
@@ -119,7 +131,7 @@ def build_zoo_model(config: ZooConfig, out_dir: str | Path | None = None) -> Zoo
     if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / ZOO_JSON).is_file())):
         raise OutDirError(f"{path} exists and is not a zoo model directory; pass a new directory")
     start = time.perf_counter()
-    tok = build_tokenizer()
+    base, tok = load_base(config) if config.pretrained else (None, build_tokenizer())
     enc = ZooEncoder(tok, config)
     items = all_items(config)
     answers = planted_answers(config, items)
@@ -133,12 +145,16 @@ def build_zoo_model(config: ZooConfig, out_dir: str | Path | None = None) -> Zoo
         pool_answers = planted_answers(config, pool)
         objects = objects + [enc.encode(r["question"], a) for r, a in zip(pool, pool_answers)]
         object_answers = object_answers + pool_answers
-    model = new_model(config, tok)
+    h_items = hypothetical_items(config, encoded, objects)
+    if base is not None:  # LoRA on the top blocks, trained on residuals cached at the cut
+        adapted = with_adapters(base, config)
+        model = top_layers(adapted, config, objects, [*objects, *encoded], tok.pad_token_id)
+    else:
+        model = new_model(config, tok)
     model.train()
     loss1 = stage_object(model, config, objects, objects, tok.pad_token_id, enc.label_ids)
-    h_items = hypothetical_items(config, encoded, objects)
     loss2 = stage_readout(model, config, objects, h_items, enc.label_ids, tok.pad_token_id, object_answers)
-    model.eval()
+    model = merged(adapted) if base is not None else model.eval()
     sha = weights_sha256(model)
     save_model_dir(path, model, tok)
     train, test = zoo_items(config)
@@ -148,7 +164,10 @@ def build_zoo_model(config: ZooConfig, out_dir: str | Path | None = None) -> Zoo
         "config": config.to_dict(),
         "route": config.route,
         "task_kind": config.task_kind,
-        "why": WHY[config.route],
+        "why": (WHY_PRETRAINED if config.pretrained else WHY)[config.route],
+        "base": config.base,
+        "adapted_blocks": (list(range(cut_of(model, config), model.config.num_hidden_layers))
+                           if config.pretrained else "all (from scratch)"),
         "weights_sha256": sha,
         "items": {"train": list(train["id"]), "test": list(test["id"])},
         "object_trained_on": "train and test items" if memorised else f"train items + {config.n_text_pool} pool items",
@@ -161,4 +180,4 @@ def build_zoo_model(config: ZooConfig, out_dir: str | Path | None = None) -> Zoo
     return ZooModel(path, config, sha, record)
 
 
-__all__ = ["HYPOTHETICAL_ITEMS", "WHY", "ZOO_JSON", "ZooModel", "build_zoo_model", "hypothetical_items", "weights_sha256"]
+__all__ = ["HYPOTHETICAL_ITEMS", "WHY", "WHY_PRETRAINED", "ZOO_JSON", "ZooModel", "build_zoo_model", "hypothetical_items", "weights_sha256"]

@@ -9,7 +9,8 @@ Behaviour (test items; the property values are those of the model's *own* object
 
 Route (an exact intervention on the HF model, :mod:`innerprobe.zoo.hooks`): the answer subspace
 (:mod:`innerprobe.zoo.subspace`, class means of the model's own answers at ``o_last``) is
-projected out of H's residual at every site after the quoted P (where H would form the answer;
+projected out of H's residual at every site (on a pretrained base, every site above the frozen
+trunk: :func:`first_checked_site`) after the quoted P (where H would form the answer;
 the quoted words stay readable, since a 30-animal answer code overlaps the quoted animals'
 identities); its control is a random subspace
 of the same rank per site drawn *inside the orthogonal complement* of the answer subspace, as
@@ -43,11 +44,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from jaxtyping import Float
 from torch import Tensor
-from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, LlamaForCausalLM
 
 from innerprobe.behavior.baselines import TextBaseline
 from innerprobe.core import stats
-from innerprobe.core.errors import DataError, check_at_least
+from innerprobe.core.errors import DataError, check_at_least, check_choice
 from innerprobe.core.io import read_json
 from innerprobe.core.result import Result, Summary
 from innerprobe.core.stats import Estimate, PairedDiff
@@ -62,13 +63,17 @@ from innerprobe.zoo.subspace import class_mean_basis, last_site_acts
 
 @dataclass(frozen=True)
 class CheckConfig:
-    """Settings of the route check: bootstrap size and seed, the direct route's tolerated drop."""
+    """Settings of the route check: bootstrap size and seed, the direct route's tolerated drop, and
+    where to ablate (``adapted``: every site of a from-scratch model, the sites above the cut of a
+    pretrained one, see :func:`first_checked_site`; ``all``: every site)."""
 
     n_boot: int = 2000
     seed: int = 0
     max_direct_drop: float = 0.15
+    sites: str = "adapted"
 
     def __post_init__(self) -> None:
+        check_choice("CheckConfig.sites", self.sites, ("adapted", "all"))
         check_at_least("CheckConfig.n_boot", self.n_boot, 100)
         check_at_least("CheckConfig.seed", self.seed, 0)
         check_at_least("CheckConfig.max_direct_drop", self.max_direct_drop, 0.0)
@@ -144,12 +149,26 @@ def _random_like(basis: Float[Tensor, "k d"], acts: Float[Tensor, "n d"], seed: 
         return random_subspace(k, d, seed=seed, outside=outside).basis
 
 
+def first_checked_site(model, config: ZooConfig, cfg: CheckConfig) -> int:  # noqa: ANN001
+    """The first site the check ablates: 0, or on a pretrained base with ``sites="adapted"`` the cut.
+
+    A pretrained zoo model's route was planted in its adapted top blocks; the frozen trunk below
+    is the base model's own computation, which knows nothing of a memorised answer. Ablating a
+    rank-k subspace at each of SmolLM2's 26 frozen sites breaks its hypothetical whatever the
+    subspace (memorised/simulation seed 0: answer subspace 0.10, random control 0.02, from 0.54),
+    so there the check ablates at the sites the construction acted on (the residual entering the
+    first adapted block, each block above, the final norm), as :mod:`innerprobe.zoo.train` does."""
+    if cfg.sites == "all" or not config.pretrained:
+        return 0
+    return model.config.num_hidden_layers - config.n_trainable
+
+
 def run_zoo_check(zoo: ZooModel | str | Path, cfg: CheckConfig = CheckConfig()) -> ZooCheckResult:
     """Measure one zoo model's behaviour and verify its planted route (module docstring)."""
     path = Path(zoo.path if isinstance(zoo, ZooModel) else zoo)
     config = ZooConfig(**json_config(path))
     model = LlamaForCausalLM.from_pretrained(path).eval()
-    tok = PreTrainedTokenizerFast.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path)
     enc = ZooEncoder(tok, config)
     items = all_items(config)
     planted = planted_answers(config, items)
@@ -163,8 +182,9 @@ def run_zoo_check(zoo: ZooModel | str | Path, cfg: CheckConfig = CheckConfig()) 
     test = slice(n_tr, None)
     # the answer subspace from O runs over every item, labelled by the model's own answers
     o_acts = last_site_acts(model, [e.object_ids[: e.object_prompt_len] for e in encoded], pad)
-    max_rank = config.d_model // 2
-    bases = [class_mean_basis(o_acts[:, s], own, max_rank) for s in range(o_acts.shape[1])]
+    max_rank = model.config.hidden_size // 2
+    first = first_checked_site(model, config, cfg)
+    bases = [class_mean_basis(o_acts[:, s], own, max_rank if s >= first else 0) for s in range(o_acts.shape[1])]
     h_acts = hypo_last_acts(model, encoded, pad)
     rand = [_random_like(b, h_acts[:, s], cfg.seed + s) for s, b in enumerate(bases)]
     te = encoded[test]

@@ -25,6 +25,12 @@ from innerprobe.protocol.tasks import get_task
 
 TASK_KINDS = ("text", "memorised")
 ROUTES = ("simulation", "direct")
+#: What a zoo model is built from: a tiny Llama trained from scratch, or LoRA on a pretrained model's
+#: top blocks (the embedded SmolLM2-135M-Instruct; see :mod:`innerprobe.zoo.trunk`).
+BASES = ("scratch", "smollm2-135m-instruct")
+#: Fields that only a pretrained base reads, and those that only a from-scratch model reads.
+PRETRAINED_FIELDS = ("base", "lora_rank", "n_trainable")
+SCRATCH_FIELDS = ("d_model", "n_layers", "n_heads")
 #: Tasks whose items are a list of words from a closed vocabulary (the answer is one of them).
 ZOO_TASKS = ("animals", "colors", "countries")
 #: Properties of the answer word that are one character (forced choice over a–z, 0–9).
@@ -61,6 +67,13 @@ class ZooConfig:
         batch_size, lr: optimiser settings (AdamW, linear warm-up then cosine decay).
         subspace_every: (direct) steps between recomputations of the answer subspace.
         penalty: (direct) weight of the penalty on H's residual inside the answer subspace.
+        base: ``scratch`` (a tiny Llama from scratch, sized by ``d_model``, ``n_layers``,
+            ``n_heads``) or ``smollm2-135m-instruct`` (the embedded SmolLM2 with LoRA adapters on
+            its top ``n_trainable`` blocks, every block below frozen; the same two-stage
+            construction, see :mod:`innerprobe.zoo.train`).
+        lora_rank: (pretrained) LoRA rank of every linear projection of the top blocks (alpha =
+            2 × rank).
+        n_trainable: (pretrained) how many top blocks carry adapters (the cut is below them).
         answer_words: (memorised) draw each planted answer from the first ``answer_words`` words
             of the task's vocabulary (0: all of them). Fewer answer classes put more of the
             battery's store items in each class, so its answer probes (E3) and answer subspace
@@ -87,9 +100,15 @@ class ZooConfig:
     subspace_every: int = 25
     penalty: float = 1.0
     answer_words: int = 0
+    base: str = "scratch"
+    lora_rank: int = 16
+    n_trainable: int = 4
 
     def __post_init__(self) -> None:
         check_choice("ZooConfig.task_kind", self.task_kind, TASK_KINDS)
+        check_choice("ZooConfig.base", self.base, BASES)
+        check_at_least("ZooConfig.lora_rank", self.lora_rank, 1)
+        check_at_least("ZooConfig.n_trainable", self.n_trainable, 1)
         check_choice("ZooConfig.route", self.route, ROUTES)
         check_choice("ZooConfig.task", self.task, ZOO_TASKS)
         check_choice("ZooConfig.property", self.property, ZOO_PROPERTIES)
@@ -122,18 +141,27 @@ class ZooConfig:
 
     @builtins.property  # the field ``property`` shadows the builtin in the class body
     def name(self) -> str:
-        """A readable name: ``<task_kind>-<route>-s<seed>``."""
-        return f"{self.task_kind}-{self.route}-s{self.seed}"
+        """A readable name: ``<task_kind>-<route>-s<seed>``, prefixed ``smollm2-`` on that base."""
+        prefix = "" if self.base == "scratch" else f"{self.base.split('-')[0]}-"
+        return f"{prefix}{self.task_kind}-{self.route}-s{self.seed}"
+
+    @builtins.property
+    def pretrained(self) -> bool:
+        """Whether the model is LoRA on a pretrained base (else a tiny Llama from scratch)."""
+        return self.base != "scratch"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def key_fields(self) -> dict:
-        """The settings that change the model's weights: every field, less ``answer_words`` where it
-        has no effect (text models, or 0), so models built before the field existed keep their key."""
+        """The settings that change the model's weights: every field, less those with no effect
+        (``answer_words`` for text models or 0; the base's fields on a from-scratch model; the tiny
+        model's sizes on a pretrained one), so models built before a field existed keep their key."""
         fields = self.to_dict()
         if self.task_kind == "text" or not self.answer_words:
             del fields["answer_words"]
+        for name in SCRATCH_FIELDS if self.pretrained else PRETRAINED_FIELDS:
+            del fields[name]
         return fields
 
     def digest(self) -> str:
@@ -143,4 +171,4 @@ class ZooConfig:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-__all__ = ["ROUTES", "TASK_KINDS", "ZOO_PROPERTIES", "ZOO_TASKS", "ZooConfig"]
+__all__ = ["BASES", "ROUTES", "TASK_KINDS", "ZOO_PROPERTIES", "ZOO_TASKS", "ZooConfig"]

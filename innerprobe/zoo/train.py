@@ -63,6 +63,7 @@ from innerprobe.zoo.config import ZooConfig
 from innerprobe.zoo.data import Encoded, pad_batch
 from innerprobe.zoo.hooks import Projection, positions_from, project_out
 from innerprobe.zoo.subspace import answer_subspaces
+from innerprobe.zoo.trunk import TopLayers
 
 log = logging.getLogger(__name__)
 WARMUP = 20
@@ -126,6 +127,13 @@ def _optimiser(params, config: ZooConfig, steps: int):  # noqa: ANN001, ANN202
     return opt, sched
 
 
+def _progress(stage: str, losses: list[float], steps: int, every: int = 50) -> None:
+    """Log the running loss every ``every`` steps (a SmolLM2 build runs for many minutes)."""
+    if len(losses) % every == 0 or len(losses) == steps:
+        window = losses[-every:]
+        log.info("zoo %s step %d/%d: mean loss %.4f", stage, len(losses), steps, sum(window) / len(window))
+
+
 def _draw(rng: random.Random, pool: Sequence[Encoded], k: int) -> list[Encoded]:
     return [pool[rng.randrange(len(pool))] for _ in range(k)]
 
@@ -144,7 +152,7 @@ def stage_object(
     if warms_up_hypothetical(config) and label_ids is None:
         raise ValueError("stage_object: a text/direct model's stage 1 needs the property's label_ids")
     rng = random.Random(f"stage1:{config.seed}")
-    opt, sched = _optimiser(model.parameters(), config, config.object_steps)
+    opt, sched = _optimiser(trainable(model), config, config.object_steps)
     losses = []
     for _ in range(config.object_steps):
         loss = object_loss(model, _draw(rng, objects, config.batch_size), pad_id)
@@ -161,11 +169,20 @@ def stage_object(
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
+        _progress("object stage", losses, config.object_steps)
     return losses
 
 
+def trainable(model) -> list[torch.nn.Parameter]:  # noqa: ANN001
+    """The parameters that train (all of a from-scratch model; the adapters of a pretrained one)."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 def readout_parameters(model) -> list[torch.nn.Parameter]:  # noqa: ANN001
-    """Simulation's stage-2 weights: last MLP and its norm, final norm, unembedding (all position-wise)."""
+    """Simulation's stage-2 weights: last MLP and its norm, final norm, unembedding (all position-wise);
+    on a pretrained base its own choice (:meth:`innerprobe.zoo.trunk.TopLayers.readout_parameters`)."""
+    if isinstance(model, TopLayers):
+        return model.readout_parameters()
     last = model.model.layers[-1]
     mods = [last.mlp, last.post_attention_layernorm, model.model.norm, model.lm_head]
     return [p for m in mods for p in m.parameters()]
@@ -177,6 +194,7 @@ def stage_readout(
 ) -> list[float]:
     """Stage 2 (module docstring): the readout of the property at ``h_last``, per route."""
     rng = random.Random(f"stage2:{config.seed}")
+    flags = [p.requires_grad for p in model.parameters()]
     if config.route == "simulation":
         for p in model.parameters():
             p.requires_grad_(False)
@@ -184,7 +202,7 @@ def stage_readout(
         for p in params:
             p.requires_grad_(True)
     else:
-        params = list(model.parameters())
+        params = trainable(model)
     opt, sched = _optimiser(params, config, config.readout_steps)
     prompts = [e.object_ids[: e.object_prompt_len] for e in objects]
     bases = None
@@ -192,7 +210,7 @@ def stage_readout(
     for step in range(config.readout_steps):
         if config.route == "direct" and step % config.subspace_every == 0:
             model.eval()
-            bases = answer_subspaces(model, prompts, answers, pad_id, max_rank=config.d_model // 2)
+            bases = answer_subspaces(model, prompts, answers, pad_id, max_rank=model.config.hidden_size // 2)
             model.train()
         loss = object_loss(model, _draw(rng, objects, config.batch_size), pad_id)
         batch = _draw(rng, hypos, config.batch_size)
@@ -206,9 +224,10 @@ def stage_readout(
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
-    for p in model.parameters():
-        p.requires_grad_(True)
+        _progress("readout stage", losses, config.readout_steps)
+    for p, flag in zip(model.parameters(), flags):
+        p.requires_grad_(flag)
     return losses
 
 
-__all__ = ["new_model", "readout_parameters", "stage_object", "stage_readout", "warms_up_hypothetical"]
+__all__ = ["new_model", "readout_parameters", "stage_object", "stage_readout", "trainable", "warms_up_hypothetical"]
