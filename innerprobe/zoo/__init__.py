@@ -6,7 +6,7 @@ library's own O(P) / H(P, property) prompts with a known route from the hypothet
 answer (simulation: recompute the answer and read the property off it; direct: read a
 property feature of its own without the answer code), for a text-derivable or a memorised
 answer; ``run_zoo_check`` verifies the route with an exact intervention, independently of the
-battery. Floor: above ``training`` (it imports nothing from it) and below ``study``, so the
+battery. Floor: above ``training`` (the SmolLM2 scale reuses its LoRA targets) and below ``study``, so the
 battery's study code can run over the zoo.
 """
 

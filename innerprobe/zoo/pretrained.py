@@ -22,12 +22,13 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 from innerprobe.core.errors import DataError
 from innerprobe.models.adapters import quiet_peft
 from innerprobe.models.embedded import embedded_model_dir
+from innerprobe.training.config import LORA_TARGETS
 from innerprobe.zoo.config import ZooConfig
 from innerprobe.zoo.data import Encoded
 from innerprobe.zoo.trunk import TopLayers, TrunkCache
 
-#: Every linear projection of a Llama block.
-ADAPTED = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: Every linear projection of a Llama block (the library's LoRA defaults).
+ADAPTED = LORA_TARGETS
 
 
 def load_base(config: ZooConfig) -> tuple[LlamaForCausalLM, Any]:
