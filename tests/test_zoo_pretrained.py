@@ -200,3 +200,16 @@ def test_the_check_ablates_above_the_trunk_of_a_pretrained_model(encoded):
     assert first_checked_site(model, cfg, CheckConfig()) == 0  # from scratch: every site
     with pytest.raises(UnknownNameError, match="CheckConfig.sites"):
         CheckConfig(sites="top")
+
+
+def test_the_cache_computes_a_repeated_row_once(encoded, monkeypatch):
+    import innerprobe.zoo.trunk as trunk
+
+    cfg, tok, _, ex = encoded
+    model = new_model(cfg, tok).eval()
+    seen: list[int] = []
+    real = trunk.trunk_residuals
+    monkeypatch.setattr(trunk, "trunk_residuals", lambda m, ids, mask, cut: seen.append(ids.shape[0]) or real(m, ids, mask, cut))
+    cache = TrunkCache(model, CUT)
+    cache.add(model, [ex[0].hypo_ids, ex[1].hypo_ids, ex[0].hypo_ids], tok.pad_token_id)
+    assert sum(seen) == 2 and len(cache) == 2

@@ -76,7 +76,10 @@ class TrunkCache:
             batch_size: int = 32) -> None:
         """Cache each row's residual at the cut; also under every prefix of length ≥ ``min_prefix[i]``
         (a causal model's residual of a prefix is the prefix of the row's)."""
-        todo = [i for i, r in enumerate(rows) if tuple(r) not in self._rows]
+        first: dict[tuple[int, ...], int] = {}
+        for i, r in enumerate(rows):  # each distinct row once (a memorised model's H rows come twice)
+            first.setdefault(tuple(r), i)
+        todo = [i for key, i in first.items() if key not in self._rows]
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             ids, mask, _ = pad_batch([list(rows[i]) for i in chunk], pad_id)
