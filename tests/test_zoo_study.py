@@ -130,9 +130,10 @@ def test_the_shipped_smollm2_zoo_study_patches_every_adapted_block():
 
     cfg = load_zoo_study(Path(__file__).parents[1] / "experiments" / "zoo_study_smollm2.toml")
     grid = cfg.grid()
-    assert [z.name for z in grid] == ["smollm2-text-simulation-s0", "smollm2-text-direct-s0",
-                                      "smollm2-memorised-simulation-s0", "smollm2-memorised-direct-s0"]
-    assert all(z.pretrained and z.n_trainable == 4 for z in grid) and cfg.peer_seed(0) is None
+    assert [z.name for z in grid] == [f"smollm2-{k}-{r}-s{s}" for k in ("text", "memorised")
+                                      for r in ("simulation", "direct") for s in (0, 1)]
+    assert all(z.pretrained and z.n_trainable == 4 for z in grid)
+    assert (cfg.peer_seed(0), cfg.peer_seed(1)) == (1, 0)  # each seed's sibling is the other's peer
     adapted = set(range(30 - grid[0].n_trainable, 30))
     assert adapted <= {int(x) for x in cfg.patch_layers.split(",")}
     assert cfg.held_out == cfg.seeds  # no threshold was chosen on these models
