@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from innerprobe.behavior import BehaviorResult
@@ -30,6 +31,9 @@ def test_behave_writes_parquet_and_summary(tmp_path, tiny):
     prov = summary["provenance"]
     for key in ("model", "versions", "seed", "template_hash", "numerics_mode", "dtype"):
         assert key in prov
+    # the CPU kernels and threads the numbers came from (a seeded build differs across them)
+    assert prov["platform"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert prov["platform"]["torch_threads"] == torch.get_num_threads() == 1
     assert prov["model"]["name"] == "tiny-random"
     assert "self-prediction accuracy" in r.output
     loaded = BehaviorResult.load(out)  # the directory is a saved result too

@@ -9,7 +9,7 @@ owner-only ``0600`` of ``tempfile``.
 holding another stage's results (a small stage marker records which stage owns it; re-running
 the same stage into its own directory is allowed, which is how resumption works).
 Manifests record what made an artifact: model fingerprint, library versions, numerics mode,
-dtype, prompt-template hash and seed.
+dtype, prompt-template hash, seed, and the platform (CPU kernels, threads) the numbers came from.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from innerprobe.core.errors import OutDirError
 
@@ -208,6 +210,14 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def compute_platform() -> dict[str, Any]:
+    """Where the numbers were computed: a float result can change with the CPU kernels torch picks
+    (its vector capability: the same seeded CPU build trains a different zoo model on an AVX-512
+    machine than on an AVX2 one) and with its thread count."""
+    return {"machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": torch.get_num_threads()}
+
+
 def provenance(
     fingerprint: Any = None,
     *,
@@ -219,6 +229,7 @@ def provenance(
     out: dict[str, Any] = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(),
+        "platform": compute_platform(),
         "seed": seed,
         "template_hash": template_hash,
     }
