@@ -212,8 +212,8 @@ def library_versions() -> dict[str, str]:
 
 def compute_platform() -> dict[str, Any]:
     """Where the numbers were computed: a float result can change with the CPU kernels torch picks
-    (its vector capability: the same seeded CPU build trains a different zoo model on an AVX-512
-    machine than on an AVX2 one) and with its thread count."""
+    (its vector capability and the CPU they run on: the same seeded zoo build, bit-identical on one
+    machine, trained another model on another Xeon) and with torch's thread count."""
     return {"machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": torch.get_num_threads()}
 
